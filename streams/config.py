@@ -1,0 +1,151 @@
+"""Every facestream setting in one place: its env var, its default, its meaning.
+
+Settings are read from ``FACESTREAM_*`` environment variables once, into an
+immutable :class:`Settings`. The README's configuration table is checked
+against this module by a test, so a setting cannot exist undocumented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "FACESTREAM_"
+MIB = 1024 * 1024
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; field ``x`` is read from ``FACESTREAM_X``."""
+
+    # --- Kafka -----------------------------------------------------------
+    kafka_bootstrap_servers: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
+    app_id: str = _setting("facestream", "faust app id; also the consumer group of the workers.")
+    topic_prefix: str = _setting("face.", "Prefix of every topic: <prefix>images, <prefix>embeddings, ...")
+    topic_partitions: int = _setting(4, "Partitions of the topics the app declares.")
+    topic_replication: int = _setting(1, "Replication factor of the topics the app declares.")
+    max_message_bytes: int = _setting(
+        16 * MIB,
+        "One size limit for a Kafka record everywhere: topic max.message.bytes, "
+        "producer max.request.size, consumer fetch limits. Image payloads get this minus an envelope.",
+    )
+    processing_guarantee: str = _setting(
+        "at_least_once", "at_least_once or exactly_once (transactions, read_committed consumers)."
+    )
+    schema_registry_url: str = _setting(
+        "", "Confluent Schema Registry URL; empty means Avro single-object encoding without a registry."
+    )
+    kafka_security_protocol: str = _setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str = _setting("SCRAM-SHA-512", "SASL mechanism when a SASL protocol is used.")
+    kafka_sasl_username: str = _setting("", "SASL user name.")
+    kafka_sasl_password: str = _setting("", "SASL password (never logged).", secret=True)
+    kafka_ssl_cafile: str = _setting("", "PEM file of the CA that signed the brokers' certificates.")
+    kafka_ssl_certfile: str = _setting("", "PEM client certificate for mutual TLS.")
+    kafka_ssl_keyfile: str = _setting("", "PEM private key of the client certificate.")
+
+    # --- batching --------------------------------------------------------
+    max_batch: int = _setting(16, "Most image events handed to the models at once.")
+    max_wait_ms: int = _setting(50, "Longest wait for a batch to fill once it holds one event.")
+    decode_threads: int = _setting(4, "Threads decoding and validating images.")
+
+    # --- images ----------------------------------------------------------
+    max_image_pixels: int = _setting(40_000_000, "Largest width*height accepted, read from the header before decoding.")
+    min_image_side: int = _setting(16, "Smallest accepted width or height in pixels.")
+    canvas_size: int = _setting(640, "Side of the square letterbox canvas the detector sees.")
+
+    # --- faces -----------------------------------------------------------
+    score_threshold: float = _setting(0.6, "Lowest detector score kept as a face.")
+    nms_threshold: float = _setting(0.3, "IoU above which overlapping detections are merged.")
+    min_face_size: int = _setting(20, "Smallest face (shorter box side, original pixels) kept.")
+    max_faces: int = _setting(32, "Most faces kept per image (highest scores first).")
+    emit_aligned: bool = _setting(False, "Attach each aligned 112x112 face as JPEG to the output record.")
+
+    # --- inference -------------------------------------------------------
+    backend: str = _setting("onnx", "onnx (in-process ONNX Runtime) or triton.")
+    model_dir: str = _setting(".cache/models", "Where the pretrained models and their serving variants live.")
+    detector_format: str = _setting("yunet", "Layout of the detector outputs: yunet or scrfd.")
+    detector_model: str = _setting("face_detector", "Detector model name (Triton repository name).")
+    embedder_model: str = _setting("face_embedder", "Embedder model name (Triton repository name).")
+    onnx_threads: int = _setting(0, "Intra-op threads of ONNX Runtime; 0 lets it choose.")
+    triton_url: str = _setting("127.0.0.1:8001", "Triton gRPC endpoint.")
+    triton_timeout_s: float = _setting(10.0, "Per-request timeout of Triton calls.")
+    backend_retries: int = _setting(3, "Retries of a failed backend call before the batch is given up.")
+    retry_backoff_ms: int = _setting(200, "First retry delay; doubles on each retry.")
+
+    # --- re-ranking ------------------------------------------------------
+    rerank_threads: int = _setting(0, "Threads of the C++ re-ranker; 0 means one per core.")
+
+    # --- operations ------------------------------------------------------
+    web_port: int = _setting(6066, "Port of the worker's web server: /metrics, /healthz, /readyz.")
+    web_host: str = _setting("0.0.0.0", "Address the worker's web server binds.")
+    lag_interval_s: float = _setting(5.0, "How often consumer lag is refreshed.")
+    log_level: str = _setting("INFO", "Log level.")
+    log_format: str = _setting("plain", "plain or json.")
+    data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from ``FACESTREAM_<FIELD>``; ``overrides`` win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = _parse(raw, type(f.default), f.name)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Image payload limit: the record limit less room for the Avro envelope and headers."""
+        return self.max_message_bytes - 64 * 1024
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model_dir).expanduser()
+
+    def topic(self, name: str) -> str:
+        """Full topic name of ``images``, ``embeddings``, ``dlq``, ``gallery``, ``queries``, ``rerank-results``."""
+        return f"{self.topic_prefix}{name}"
+
+    def redacted(self) -> dict[str, Any]:
+        """All settings, secrets masked: safe for logs and error messages."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.metadata.get("secret") and value else value
+        return out
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def documented() -> list[tuple[str, Any, str]]:
+    """(env var, default, help) of every setting, in declaration order."""
+    return [(env_name(f.name), f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]
+
+
+def _parse(raw: str, kind: type, name: str) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,52 @@
+"""Typed errors with stable codes.
+
+A code is part of the public contract: it is the ``error_code`` enum of the
+``DeadLetter`` schema and the ``error.code`` of ``facestream embed --json``.
+Add codes at the end; never rename one.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(str, enum.Enum):
+    EMPTY_IMAGE = "EMPTY_IMAGE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_CONTENT_TYPE = "UNSUPPORTED_CONTENT_TYPE"
+    UNKNOWN_IMAGE_FORMAT = "UNKNOWN_IMAGE_FORMAT"
+    TRUNCATED_IMAGE = "TRUNCATED_IMAGE"
+    CORRUPT_IMAGE = "CORRUPT_IMAGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
+    URI_UNREADABLE = "URI_UNREADABLE"
+    BAD_EVENT = "BAD_EVENT"
+    BACKEND_ERROR = "BACKEND_ERROR"
+    UNKNOWN_GALLERY = "UNKNOWN_GALLERY"
+    DIMENSION_MISMATCH = "DIMENSION_MISMATCH"
+    BAD_QUERY = "BAD_QUERY"
+
+
+class FacestreamError(Exception):
+    """Base of every error facestream raises on purpose."""
+
+
+class RecordError(FacestreamError):
+    """One input record cannot be processed; it goes to the dead-letter topic with ``code``."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ImageRejected(RecordError):
+    """An image payload failed validation or decoding."""
+
+
+class BackendError(FacestreamError):
+    """The inference backend failed (server down, model not ready, timeout) — retryable."""
+
+
+class BackendNotReady(BackendError):
+    """The backend cannot serve yet: Triton not live, a model not ready, or sessions not loaded."""

@@ -1,0 +1,57 @@
+"""The inference backend interface: named models in, named tensors out.
+
+Both implementations (in-process ONNX Runtime and Triton) serve the same two
+models, ``face_detector`` and ``face_embedder`` by default, each taking one
+uint8 NHWC batch and returning its outputs by name. Everything model-specific
+(decoding boxes, aligning faces) lives above this interface, in the pipeline.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str  # Triton spelling: UINT8, FP32, ...
+    shape: tuple[int, ...]  # -1 for a dynamic dimension, batch included
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend learnt about a model at start-up (from the file or Triton metadata)."""
+
+    name: str
+    version: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+
+
+class InferenceBackend(abc.ABC):
+    """Runs serving models on batches; async, because the worker is."""
+
+    kind: str  # "onnx" or "triton"
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load sessions or connect and read model metadata; raise BackendNotReady when it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def is_ready(self) -> bool:
+        """True when every model can serve now (used by /readyz)."""
+
+    @abc.abstractmethod
+    def model_info(self, model: str) -> ModelInfo:
+        """Metadata read at start-up."""
+
+    @abc.abstractmethod
+    async def infer(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``model`` on one uint8 NHWC batch; chunking by max batch size is the caller's job."""
