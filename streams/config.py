@@ -70,7 +70,11 @@ class Settings:
 
     # --- inference -------------------------------------------------------
     backend: str = _setting("onnx", "onnx (in-process ONNX Runtime) or triton.")
-    model_dir: str = _setting(".cache/models", "Where the pretrained models and their serving variants live.")
+    model_dir: str = _setting(".cache/models", "Where the pretrained upstream models and their licence texts are cached.")
+    model_repository: str = _setting(
+        "triton-infer-custom/model_repository",
+        "Triton-layout model repository holding the generated serving variants; the onnx backend reads them here too.",
+    )
     detector_format: str = _setting("yunet", "Layout of the detector outputs: yunet or scrfd.")
     detector_model: str = _setting("face_detector", "Detector model name (Triton repository name).")
     embedder_model: str = _setting("face_embedder", "Embedder model name (Triton repository name).")

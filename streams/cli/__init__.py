@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
+    "models",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Pretrained models: where they come from (catalog), how they are fetched, and their serving variants."""
