@@ -1,0 +1,128 @@
+"""The worker's Prometheus metrics: names, labels, units and buckets in one place.
+
+Every metric lives in this module's own :data:`REGISTRY` (not the global default
+one) so tests can read exactly what ``/metrics`` serves, and so importing a
+library that registers its own metrics cannot change what a worker exports.
+Names follow Prometheus conventions: seconds as the unit, counters end in
+``_total``. The Grafana dashboard is checked against :func:`exported_names`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+#: Values of ``facestream_images_total{result}``: embedded (>= 1 face), no face found, sent to the DLQ.
+IMAGE_RESULTS = ("ok", "no_face", "dlq")
+#: Values of ``facestream_stage_seconds{stage}``, in pipeline order.
+STAGES = ("decode", "detect", "align", "embed", "produce")
+
+# Batch sizes are bounded by max_batch (at most a few hundred): powers of two.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# One stage of one batch: a millisecond (a tiny decode) to seconds (a cold GPU, a retried call).
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Event timestamp to output acknowledged: includes batching wait and any backlog.
+END_TO_END_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+IMAGES_TOTAL = Counter(
+    "facestream_images_total",
+    "Image events processed, by result (ok, no_face, dlq).",
+    ["result"],
+    registry=REGISTRY,
+)
+FACES_TOTAL = Counter(
+    "facestream_faces_total",
+    "Faces detected and embedded.",
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "facestream_batch_size",
+    "Image events per batch handed to the models.",
+    buckets=BATCH_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "facestream_stage_seconds",
+    "Wall time of one pipeline stage for one batch.",
+    ["stage"],
+    buckets=STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+INFERENCE_SECONDS = Histogram(
+    "facestream_inference_seconds",
+    "Wall time of one backend inference call, by model.",
+    ["model"],
+    buckets=STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+END_TO_END_SECONDS = Histogram(
+    "facestream_end_to_end_seconds",
+    "From the image event's Kafka timestamp to its output being acknowledged by Kafka.",
+    buckets=END_TO_END_BUCKETS,
+    registry=REGISTRY,
+)
+DLQ_TOTAL = Counter(
+    "facestream_dlq_total",
+    "Records sent to the dead-letter topic, by error code.",
+    ["error_code"],
+    registry=REGISTRY,
+)
+RERANK_SECONDS = Histogram(
+    "facestream_rerank_seconds",
+    "Wall time of one re-ranking call, by method.",
+    ["method"],
+    buckets=STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+GALLERY_SIZE = Gauge(
+    "facestream_gallery_size",
+    "Entries in a gallery held by this worker.",
+    ["gallery"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "facestream_consumer_lag",
+    "High watermark minus the consumer group's committed offset, per partition.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+BACKEND_UP = Gauge(
+    "facestream_backend_up",
+    "1 when the inference backend answered its last readiness check, else 0.",
+    ["backend"],
+    registry=REGISTRY,
+)
+
+# Known label values start at zero so dashboards and rate() see the series before the first event.
+for _result in IMAGE_RESULTS:
+    IMAGES_TOTAL.labels(result=_result)
+for _stage in STAGES:
+    STAGE_SECONDS.labels(stage=_stage)
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of :data:`REGISTRY` and its content type, for ``/metrics``."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def exported_names() -> set[str]:
+    """Every sample name ``/metrics`` can carry (``_bucket``, ``_sum``, ``_count``, ``_total`` included)."""
+    names: set[str] = set()
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
+    for family in REGISTRY.collect():
+        # A labelled metric with no children yet has no samples: derive its names from its type.
+        names.update(f"{family.name}{suffix}" for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
