@@ -25,6 +25,7 @@ class ErrorCode(str, enum.Enum):
     UNKNOWN_GALLERY = "UNKNOWN_GALLERY"
     DIMENSION_MISMATCH = "DIMENSION_MISMATCH"
     BAD_QUERY = "BAD_QUERY"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
 
 
 class FacestreamError(Exception):

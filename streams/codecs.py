@@ -1,0 +1,127 @@
+"""Avro framing of every facestream record value.
+
+Two frames, chosen by ``FACESTREAM_SCHEMA_REGISTRY_URL``:
+
+* no registry: Avro single-object encoding — ``C3 01``, the 8-byte
+  little-endian CRC-64-AVRO fingerprint of the writer schema's canonical form,
+  then the binary body;
+* a registry: the Confluent wire format — byte ``0``, the 4-byte big-endian
+  schema id, then the body — so Kafka Connect, ksqlDB, Flink and Spark read it.
+
+Decoding always resolves the writer schema against the current reader schema
+(fastavro schema resolution), so records written by older schema versions stay
+readable after a compatible change.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from . import schemas
+from .errors import ErrorCode, RecordError
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+
+class UndecodableRecord(RecordError):
+    """The bytes are not a facestream Avro record (wrong frame, unknown schema, corrupt body)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BAD_EVENT, message)
+
+
+def short_name(schema: dict[str, Any]) -> str:
+    return schema["name"].rsplit(".", 1)[-1]
+
+
+def schema_fingerprint(schema: dict[str, Any]) -> bytes:
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+class AvroCodec:
+    """Encodes and decodes the records of the facestream schemas."""
+
+    def __init__(self, registry_url: str = "", *, registry_client: Any = None) -> None:
+        if registry_client is None and registry_url:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            registry_client = SchemaRegistryClient({"url": registry_url})
+        self._registry = registry_client
+        self._writers: dict[bytes, dict[str, Any]] = {}
+        self._registered: dict[tuple[str, str], int] = {}
+        self._by_id: dict[int, dict[str, Any]] = {}
+        for name in schemas.names():
+            self.know(schemas.load(name))
+
+    def know(self, writer_schema: dict[str, Any]) -> None:
+        """Make records written with ``writer_schema`` (e.g. an older version) decodable."""
+        self._writers[schema_fingerprint(writer_schema)] = writer_schema
+
+    # --- encoding --------------------------------------------------------
+    def encode(self, name: str, record: dict[str, Any], *, topic: str = "") -> bytes:
+        schema = schemas.load(name)
+        body = io.BytesIO()
+        if self._registry is None:
+            body.write(SINGLE_OBJECT_MAGIC + schema_fingerprint(schema))
+        else:
+            body.write(CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(name, topic)))
+        fastavro.schemaless_writer(body, schema, record)
+        return body.getvalue()
+
+    def _schema_id(self, name: str, topic: str) -> int:
+        key = (name, topic)
+        if key not in self._registered:
+            from confluent_kafka.schema_registry import Schema
+
+            text = json.dumps(schemas.load_json(name))
+            # TopicNameStrategy: the subject every Confluent-aware consumer looks up.
+            self._registered[key] = self._registry.register_schema(f"{topic}-value", Schema(text, "AVRO"))
+        return self._registered[key]
+
+    # --- decoding --------------------------------------------------------
+    def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
+        """Decode one value; ``expect`` names the schema the caller needs (else any facestream schema)."""
+        return self.decode_named(data, expect)[1]
+
+    def decode_named(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        """(schema name, record) of one value."""
+        if not data:
+            raise UndecodableRecord("empty value")
+        writer = self._writer_schema(data)
+        name = short_name(writer)
+        if expect is not None and name != expect:
+            raise UndecodableRecord(f"expected a {expect} record, got {name}")
+        reader = schemas.load(name) if name in schemas.names() else writer
+        offset = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
+        try:
+            return name, fastavro.schemaless_reader(io.BytesIO(data[offset:]), writer, reader)
+        except Exception as exc:  # fastavro raises many types on a corrupt body
+            raise UndecodableRecord(f"corrupt {name} body: {exc}") from None
+
+    def _writer_schema(self, data: bytes) -> dict[str, Any]:
+        if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
+            writer = self._writers.get(data[2:10])
+            if writer is None:
+                raise UndecodableRecord(f"unknown schema fingerprint {data[2:10].hex()}")
+            return writer
+        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+            if self._registry is None:
+                raise UndecodableRecord("Confluent-framed record but FACESTREAM_SCHEMA_REGISTRY_URL is not set")
+            return self._registry_schema(struct.unpack(">I", data[1:5])[0])
+        raise UndecodableRecord("not an Avro single-object or Confluent frame")
+
+    def _registry_schema(self, schema_id: int) -> dict[str, Any]:
+        if schema_id not in self._by_id:
+            try:
+                text = self._registry.get_schema(schema_id).schema_str
+            except Exception as exc:
+                raise UndecodableRecord(f"schema id {schema_id} not found in the registry: {exc}") from None
+            self._by_id[schema_id] = schemas.parse(json.loads(text))
+        return self._by_id[schema_id]

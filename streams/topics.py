@@ -1,0 +1,65 @@
+"""The topics facestream reads and writes, and their declaration on the cluster.
+
+Topics are created up front with an admin client (the broker's automatic topic
+creation is off in production clusters and in ``scripts/kafka-local``), with
+partitions, replication and ``max.message.bytes`` from the settings, so image
+payloads fit everywhere under the same limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .config import Settings
+from .kafka_config import confluent_common
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    images: str
+    embeddings: str
+    dlq: str
+    gallery: str
+    queries: str
+    rerank_results: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        return cls(
+            images=settings.topic("images"),
+            embeddings=settings.topic("embeddings"),
+            dlq=settings.topic("dlq"),
+            gallery=settings.topic("gallery"),
+            queries=settings.topic("queries"),
+            rerank_results=settings.topic("rerank-results"),
+        )
+
+    def all(self) -> list[str]:
+        return [self.images, self.embeddings, self.dlq, self.gallery, self.queries, self.rerank_results]
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics; return the names created. Existing topics are left as they are."""
+    admin = AdminClient(confluent_common(settings))
+    config = {"max.message.bytes": str(settings.max_message_bytes)}
+    wanted = [
+        NewTopic(name, settings.topic_partitions, settings.topic_replication, config=config)
+        for name in TopicNames.from_settings(settings).all()
+    ]
+    created = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    if created:
+        log.info("created topics %s", created)
+    return created
