@@ -1,0 +1,92 @@
+"""In-process ONNX Runtime backend: the embedded default, no server needed.
+
+It reads the very files Triton serves (``<model_repository>/<model>/1/model.onnx``)
+so both backends run identical graphs. Sessions are created in :meth:`start`
+and every run happens in a worker thread: ONNX Runtime releases the GIL, so the
+event loop keeps consuming and producing while a batch computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+from streams.config import Settings
+from streams.errors import BackendError, BackendNotReady
+from streams.inference.backend import InferenceBackend, ModelInfo, TensorSpec
+from streams.models.catalog import SERVING_VERSION, serving_path
+
+#: Largest batch handed to one session run; bounds the memory of a detector call.
+DEFAULT_MAX_BATCH = 32
+
+#: ONNX Runtime tensor types -> Triton datatype spelling used by ModelInfo.
+_DATATYPES = {"tensor(uint8)": "UINT8", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64"}
+
+
+class OnnxBackend(InferenceBackend):
+    kind = "onnx"
+
+    def __init__(self, settings: Settings, models: tuple[str, ...] | None = None, max_batch_size: int = DEFAULT_MAX_BATCH):
+        self._settings = settings
+        self._models = models or (settings.detector_model, settings.embedder_model)
+        self._max_batch_size = max_batch_size
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._info: dict[str, ModelInfo] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def close(self) -> None:
+        self._sessions.clear()
+
+    async def is_ready(self) -> bool:
+        return all(m in self._sessions for m in self._models)
+
+    def model_info(self, model: str) -> ModelInfo:
+        try:
+            return self._info[model]
+        except KeyError:
+            raise BackendNotReady(f"model {model!r} is not loaded (call start() first)") from None
+
+    async def infer(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return await asyncio.to_thread(self.run, model, batch)
+
+    def run(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Synchronous inference, for callers without an event loop (benchmarks); ``infer`` wraps it."""
+        session = self._sessions.get(model)
+        if session is None:
+            raise BackendNotReady(f"model {model!r} is not loaded (call start() first)")
+        info = self._info[model]
+        try:
+            outputs = session.run(None, {info.inputs[0].name: batch})
+        except (Fail, InvalidArgument, RuntimeException) as exc:
+            raise BackendError(f"onnxruntime failed on {model!r} with a {batch.dtype} batch of shape {batch.shape}: {exc}") from exc
+        return {spec.name: out for spec, out in zip(info.outputs, outputs, strict=True)}
+
+    def _load(self) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._settings.onnx_threads
+        for model in self._models:
+            path = serving_path(self._settings, model)
+            if not path.exists():
+                raise BackendNotReady(f"{path} does not exist; run `facestream models fetch` first")
+            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self._info[model] = _model_info(model, path, session, self._max_batch_size)
+            self._sessions[model] = session
+
+
+def _model_info(model: str, path: Path, session: ort.InferenceSession, max_batch_size: int) -> ModelInfo:
+    def spec(arg: ort.NodeArg) -> TensorSpec:
+        if arg.type not in _DATATYPES:
+            raise BackendNotReady(f"{path}: tensor {arg.name} has unsupported type {arg.type}")
+        shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+        return TensorSpec(arg.name, _DATATYPES[arg.type], shape)
+
+    inputs = tuple(spec(a) for a in session.get_inputs())
+    if len(inputs) != 1:
+        raise BackendNotReady(f"{path}: a serving model takes one input, this one takes {len(inputs)}")
+    return ModelInfo(model, SERVING_VERSION, inputs, tuple(spec(a) for a in session.get_outputs()), max_batch_size)

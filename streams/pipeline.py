@@ -1,0 +1,151 @@
+"""FacePipeline: decoded images in, faces (box, score, landmarks, L2-normalised embedding) out.
+
+One batch of images costs one detector call and one embedder call (each
+chunked by the backend's max batch size): images are letterboxed into a single
+uint8 tensor, and the faces of *all* images are aligned into a single batch.
+That is what makes Triton's GPU worth having; per-image calls would not be.
+
+Decoding bytes is deliberately not part of :meth:`FacePipeline.process`: the
+worker runs :meth:`FacePipeline.decode` per event (in a thread pool), sends
+rejections to the dead-letter topic, and hands only valid images to
+``process``, so one bad image never fails a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streams.config import Settings
+from streams.inference.backend import InferenceBackend
+from streams.models.catalog import SFACE, YUNET
+from streams.vision.align import align_faces
+from streams.vision.detect import Detections, FaceFilter, decode_scrfd, decode_yunet, select_faces
+from streams.vision.image import ImageLimits, decode_image
+from streams.vision.letterbox import letterbox_batch
+
+DETECTOR_FORMATS = ("yunet", "scrfd")
+
+
+@dataclass(frozen=True)
+class Face:
+    bbox: np.ndarray  # float32 [4]: x1, y1, x2, y2 in original pixels
+    score: float
+    landmarks: np.ndarray  # float32 [5, 2]: image-left eye, image-right eye, nose, left/right mouth corner
+    embedding: np.ndarray  # float32 [dim], unit L2 norm
+    aligned: np.ndarray | None  # uint8 [112, 112, 3] BGR crop, when Settings.emit_aligned
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    faces: list[Face]
+    timings_ms: dict[str, float]  # stage -> milliseconds spent on the whole batch this image was part of
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which models produced an embedding; written into every output record."""
+
+    detector: str
+    embedder: str
+    dim: int
+    version: str
+
+
+class FacePipeline:
+    def __init__(self, backend: InferenceBackend, settings: Settings) -> None:
+        if settings.detector_format not in DETECTOR_FORMATS:
+            raise ValueError(f"detector_format {settings.detector_format!r} is not one of {DETECTOR_FORMATS}")
+        self.backend = backend
+        self.settings = settings
+        self._limits = ImageLimits.from_settings(settings)
+        self._filter = FaceFilter(
+            settings.score_threshold, settings.nms_threshold, settings.min_face_size, settings.max_faces
+        )
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Model names and version; the dimension comes from the embedder's metadata (backend started)."""
+        info = self.backend.model_info(self.settings.embedder_model)
+        (output,) = info.outputs
+        return ModelIdentity(YUNET.name, SFACE.name, output.shape[-1], info.version)
+
+    def decode(self, data: bytes, content_type: str | None = None) -> np.ndarray:
+        """Validate and decode one payload (thread-safe, CPU-bound); raises ``ImageRejected``."""
+        return decode_image(data, self._limits, content_type)
+
+    async def process(self, images: list[np.ndarray]) -> list[ImageFaces]:
+        """Faces of every decoded BGR image, in input order; an image without faces has an empty list."""
+        if not images:
+            return []
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1000.0
+            clock = now
+
+        canvas, scales = letterbox_batch(images, self.settings.canvas_size)
+        lap("letterbox")
+        outputs = await self._run_chunked(self.settings.detector_model, canvas)
+        lap("detect")
+        detections = [
+            select_faces(self._candidates(outputs, i, canvas.shape[1:3]), scales[i], image.shape[:2], self._filter)
+            for i, image in enumerate(images)
+        ]
+        lap("decode_boxes")
+        crops = [align_faces(image, d.landmarks) for image, d in zip(images, detections, strict=True)]
+        all_crops = np.concatenate(crops)  # images is not empty, and an image without faces adds [0, 112, 112, 3]
+        lap("align")
+        embeddings = await self._embed(all_crops)
+        lap("embed")
+        timings["total"] = sum(timings.values())
+        return self._assemble(detections, crops, embeddings, timings)
+
+    def _candidates(self, outputs: dict[str, np.ndarray], index: int, canvas_hw: tuple[int, int]) -> Detections:
+        threshold = self.settings.score_threshold
+        if self.settings.detector_format == "yunet":
+            return decode_yunet(outputs, index, canvas_hw, threshold)
+        names = [o.name for o in self.backend.model_info(self.settings.detector_model).outputs]
+        return decode_scrfd([outputs[n] for n in names], index, canvas_hw, threshold)
+
+    async def _embed(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.identity.dim), np.float32)
+        (raw,) = (await self._run_chunked(self.settings.embedder_model, crops)).values()
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        return (raw / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    async def _run_chunked(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        step = self.backend.model_info(model).max_batch_size or len(batch)
+        parts = [await self.backend.infer(model, batch[i : i + step]) for i in range(0, len(batch), step)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _assemble(
+        self, detections: list[Detections], crops: list[np.ndarray], embeddings: np.ndarray, timings: dict[str, float]
+    ) -> list[ImageFaces]:
+        results, start = [], 0
+        for dets, image_crops in zip(detections, crops, strict=True):
+            faces = [
+                Face(
+                    bbox=dets.boxes[k],
+                    score=float(dets.scores[k]),
+                    landmarks=dets.landmarks[k],
+                    embedding=embeddings[start + k],
+                    aligned=image_crops[k] if self.settings.emit_aligned else None,
+                )
+                for k in range(len(dets))
+            ]
+            start += len(dets)
+            results.append(ImageFaces(faces, dict(timings)))
+        return results
