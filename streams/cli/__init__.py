@@ -13,6 +13,7 @@ import sys
 COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
     "models",
+    "embed",
 ]
 
 
