@@ -1,0 +1,167 @@
+"""The triton backend against a real Triton server (see ``tests/fixtures_triton.py``).
+
+What matters to a worker: the backend learns the models from the server, gives
+the same answers as in-process ONNX Runtime on real photographs, says clearly
+and quickly when the server is not there, and never retries without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from streams.config import Settings
+from streams.errors import BackendError, BackendNotReady
+from streams.inference import create_backend
+from streams.inference.onnx import OnnxBackend
+from streams.inference.triton import TritonBackend
+from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
+from streams.pipeline import FacePipeline
+from streams.vision.letterbox import letterbox_batch
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TOLERANCE = 1e-4
+
+
+@pytest.fixture
+def settings(triton_url: str) -> Settings:
+    return Settings.from_env(None, backend="triton", triton_url=triton_url)
+
+
+@pytest.fixture
+async def triton(settings: Settings):
+    backend = create_backend(settings)
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def onnx(settings: Settings):
+    backend = OnnxBackend(settings.replace(backend="onnx"))
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+def _committed_config(settings: Settings, model: str) -> model_config_pb2.ModelConfig:
+    text = (ROOT / settings.model_repository / model / "config.pbtxt").read_text()
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+async def test_start_reads_names_types_and_batch_limits_from_the_server(triton, settings: Settings) -> None:
+    assert isinstance(triton, TritonBackend)
+    assert await triton.is_ready()
+    detector = triton.model_info(settings.detector_model)
+    embedder = triton.model_info(settings.embedder_model)
+    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(DETECTOR_INPUT, "UINT8", (-1, -1, -1, 3))]
+    assert sorted(t.name for t in detector.outputs) == sorted(DETECTOR_OUTPUTS)
+    assert {t.datatype for t in detector.outputs} == {"FP32"}
+    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(EMBEDDER_INPUT, "UINT8", (-1, 112, 112, 3))]
+    assert [(t.name, t.shape) for t in embedder.outputs] == [(EMBEDDER_OUTPUT, (-1, 128))]
+    for info in (detector, embedder):
+        assert info.max_batch_size == _committed_config(settings, info.name).max_batch_size
+        assert info.version == "1"
+
+
+async def test_detector_and_embedder_outputs_equal_onnx_runtime_on_photos(triton, onnx, settings, photo_bytes) -> None:
+    pipeline = FacePipeline(onnx, settings.replace(emit_aligned=True))
+    images = [pipeline.decode(data) for data in photo_bytes.values()]
+    canvas, _ = letterbox_batch(images, settings.canvas_size)
+    expected = await onnx.infer(settings.detector_model, canvas)
+    actual = await triton.infer(settings.detector_model, canvas)
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert actual[name].shape == expected[name].shape
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=TOLERANCE, err_msg=name)
+
+    faces = np.stack([face.aligned for result in await pipeline.process(images) for face in result.faces])
+    assert len(faces) == len(images), "every portrait has exactly one face"
+    expected = await onnx.infer(settings.embedder_model, faces)
+    actual = await triton.infer(settings.embedder_model, faces)
+    np.testing.assert_allclose(actual[EMBEDDER_OUTPUT], expected[EMBEDDER_OUTPUT], rtol=0, atol=TOLERANCE)
+
+
+async def test_pipeline_on_triton_gives_the_faces_of_onnx_runtime(triton, onnx, settings, photo_bytes) -> None:
+    on_onnx, on_triton = FacePipeline(onnx, settings), FacePipeline(triton, settings)
+    images = [on_onnx.decode(data) for data in photo_bytes.values()]
+    for a, b in zip(await on_onnx.process(images), await on_triton.process(images), strict=True):
+        assert len(a.faces) == len(b.faces) == 1
+        (fa,), (fb,) = a.faces, b.faces
+        np.testing.assert_allclose(fb.embedding, fa.embedding, rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(fb.bbox, fa.bbox, rtol=0, atol=1e-2)
+        np.testing.assert_allclose(fb.landmarks, fa.landmarks, rtol=0, atol=1e-2)
+        assert fb.score == pytest.approx(fa.score, abs=TOLERANCE)
+
+
+async def test_dead_address_is_not_ready_quickly_and_names_the_url() -> None:
+    settings = Settings.from_env(None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"  # bound but not listening: connections are refused
+        backend = TritonBackend(settings.replace(triton_url=dead))
+        started = time.monotonic()
+        with pytest.raises(BackendNotReady, match=dead):
+            await backend.start()
+        assert time.monotonic() - started < 2.0
+    assert not await backend.is_ready()
+    with pytest.raises(BackendNotReady, match="not started"):
+        await backend.infer(settings.embedder_model, np.zeros((1, 112, 112, 3), np.uint8))
+
+
+async def test_unknown_model_is_not_ready_naming_model_and_server(settings: Settings) -> None:
+    backend = TritonBackend(settings, models=("no_such_model",))
+    with pytest.raises(BackendNotReady, match=rf"'no_such_model' on Triton at {settings.triton_url}"):
+        await backend.start()
+
+
+async def test_deadline_exceeded_is_retried_a_bounded_number_of_times_with_backoff(settings, caplog) -> None:
+    retries, backoff_ms = 2, 50
+    backend = TritonBackend(settings.replace(triton_timeout_s=0.05, backend_retries=retries, retry_backoff_ms=backoff_ms))
+    await backend.start()
+    slow_batch = np.zeros((4, 640, 640, 3), np.uint8)  # seconds of CPU work, far beyond the 50 ms deadline
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
+            with pytest.raises(BackendError, match=rf"{retries + 1} times, last: StatusCode.DEADLINE_EXCEEDED"):
+                await backend.infer(settings.detector_model, slow_batch)
+    finally:
+        await backend.close()
+    assert len([r for r in caplog.records if "retry" in r.getMessage()]) == retries
+    backoffs = sum(backoff_ms / 1000 * 2**k for k in range(retries))
+    assert backoffs <= time.monotonic() - started < backoffs + (retries + 1) * 0.05 + 2.0
+
+
+async def test_a_request_the_server_rejects_fails_at_once_without_retries(triton, settings, caplog) -> None:
+    wrong_size = np.zeros((1, 100, 100, 3), np.uint8)  # the embedder takes 112x112
+    with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
+        with pytest.raises(BackendError, match="INVALID_ARGUMENT") as raised:
+            await triton.infer(settings.embedder_model, wrong_size)
+    assert not isinstance(raised.value, BackendNotReady)
+    assert not [r for r in caplog.records if "retry" in r.getMessage()]
+
+
+async def test_is_ready_follows_the_backend_lifecycle(settings: Settings) -> None:
+    backend = TritonBackend(settings)
+    assert not await backend.is_ready()
+    await backend.start()
+    assert await backend.is_ready()
+    await backend.close()
+    assert not await backend.is_ready()
+
+
+def test_create_backend_picks_the_named_backend_and_rejects_others() -> None:
+    settings = Settings.from_env(None, backend="triton")
+    assert isinstance(create_backend(settings), TritonBackend)
+    assert isinstance(create_backend(settings.replace(backend="onnx")), OnnxBackend)
+    with pytest.raises(ValueError, match="'grpc'"):
+        create_backend(settings.replace(backend="grpc"))
