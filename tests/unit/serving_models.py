@@ -1,0 +1,18 @@
+"""The real serving models for unit tests: fetched and generated once per run (idempotent, like `make setup`)."""
+
+from __future__ import annotations
+
+import functools
+
+from streams.config import Settings
+from streams.models.fetch import fetch_pretrained
+from streams.models.variants import write_variants
+
+
+@functools.cache
+def serving_settings() -> Settings:
+    """Default settings whose model cache and model repository hold the real files."""
+    settings = Settings()
+    fetch_pretrained(settings.model_path)
+    write_variants(settings)
+    return settings

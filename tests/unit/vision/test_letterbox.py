@@ -1,0 +1,19 @@
+import numpy as np
+import pytest
+
+from streams.vision.letterbox import letterbox_batch
+
+
+def test_large_images_shrink_to_fit_and_small_ones_stay_at_the_top_left_unscaled():
+    tall = np.full((1280, 640, 3), 200, np.uint8)
+    small = np.full((100, 50, 3), 77, np.uint8)
+    batch, scales = letterbox_batch([tall, small], 640)
+    assert batch.shape == (2, 640, 640, 3) and batch.dtype == np.uint8
+    assert scales.tolist() == [0.5, 1.0]
+    assert (batch[0, :, :320] == 200).all() and (batch[0, :, 320:] == 0).all()
+    assert (batch[1, :100, :50] == 77).all() and batch[1].sum() == 77 * 100 * 50 * 3
+
+
+def test_canvas_must_suit_the_detector_stride():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        letterbox_batch([np.zeros((10, 10, 3), np.uint8)], 630)
