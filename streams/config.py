@@ -55,6 +55,9 @@ class Settings:
     max_batch: int = _setting(16, "Most image events handed to the models at once.")
     max_wait_ms: int = _setting(50, "Longest wait for a batch to fill once it holds one event.")
     decode_threads: int = _setting(4, "Threads decoding and validating images.")
+    agent_concurrency: int = _setting(
+        2, "Batches in flight per worker: one runs the models while another waits for Kafka to acknowledge."
+    )
 
     # --- images ----------------------------------------------------------
     max_image_pixels: int = _setting(40_000_000, "Largest width*height accepted, read from the header before decoding.")

@@ -14,11 +14,14 @@ COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
     "models",
     "embed",
+    "worker",
+    "produce",
+    "consume",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facestream", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="facestream", description="Face embeddings and re-ranking as a Kafka stream processor.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"streams.cli.{name}").register(sub)

@@ -1,0 +1,61 @@
+"""The faust app of a facestream worker: Kafka settings, topics, agents, web pages.
+
+:func:`create_app` builds a fully wired app from :class:`Settings`, so a worker,
+a test and a benchmark can each run one with their own settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from .agents.embed import register_embed_agent
+from .config import Settings
+from .context import WorkerContext
+from .kafka_config import faust_broker_url, faust_credentials
+from .lag import install_lag_monitor
+from .readiness import Readiness
+from .web import install_web
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A faust app with every facestream agent registered; its ``facestream`` attribute holds the context."""
+    app = faust.App(
+        settings.app_id,
+        broker=faust_broker_url(settings),
+        broker_credentials=faust_credentials(settings),
+        processing_guarantee=settings.processing_guarantee,
+        store="memory://",
+        datadir=Path(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.max_message_bytes,
+        producer_max_request_size=settings.max_message_bytes,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4 * settings.max_batch, 64),
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+    )
+    ctx = WorkerContext.from_settings(settings)
+    app.facestream = ctx
+    register_embed_agent(app, ctx)
+    readiness = Readiness(app, ctx.pipeline.backend)
+    install_web(app, readiness)
+    install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
+
+    @app.task
+    async def start_backend() -> None:
+        # Load the models before the first batch arrives; failures are retried by the agent.
+        try:
+            await ctx.started_pipeline()
+        except Exception as exc:  # the agent retries; readiness reports it meanwhile
+            app.log.warning("backend not ready at start-up: %s", exc)
+
+    return app

@@ -1,0 +1,28 @@
+"""``facestream worker``: run a faust worker with every agent, configured by ``FACESTREAM_*``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("worker", help="run the stream processor (all agents)")
+    parser.add_argument("--loglevel", default=None, help="override FACESTREAM_LOG_LEVEL")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import faust
+
+    from ..app import create_app
+    from ..topics import ensure_topics
+
+    settings = Settings.from_env()
+    ensure_topics(settings)
+    app = create_app(settings)
+    level = (args.loglevel or settings.log_level).lower()
+    worker = faust.Worker(app, loglevel={"warning": "warn", "critical": "crit"}.get(level, level), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,50 @@
+"""The real broker carries facestream records: produce with confluent-kafka, consume them back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from streams.codecs import AvroCodec
+from streams.kafka_config import confluent_consumer, confluent_producer
+from streams.topics import TopicNames, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_topics_are_declared_once_with_the_size_limit(stream_settings):
+    created = ensure_topics(stream_settings)
+    assert sorted(created) == sorted(TopicNames.from_settings(stream_settings).all())
+    assert ensure_topics(stream_settings) == []
+
+
+def test_image_events_roundtrip_through_the_broker(stream_settings, photo_bytes):
+    ensure_topics(stream_settings)
+    topic = TopicNames.from_settings(stream_settings).images
+    codec = AvroCodec()
+    # The biggest payload the settings allow must pass broker, topic, producer and consumer limits.
+    big = bytes(stream_settings.max_image_bytes)
+    payloads = {**photo_bytes, "big.bin": big}
+    producer = Producer(confluent_producer(stream_settings))
+    acked = []
+    for name, data in payloads.items():
+        value = codec.encode("ImageEvent", {"id": name, "image": data, "produced_at": int(time.time() * 1000)})
+        producer.produce(topic, key=name.encode(), value=value, on_delivery=lambda err, msg: acked.append(err))
+    assert producer.flush(30) == 0
+    assert acked == [None] * len(payloads)
+
+    consumer = Consumer(confluent_consumer(stream_settings, group_id=f"{stream_settings.app_id}-roundtrip"))
+    consumer.subscribe([topic])
+    received = {}
+    deadline = time.monotonic() + 60
+    while len(received) < len(payloads) and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        event = codec.decode(msg.value(), expect="ImageEvent")
+        assert msg.key().decode() == event["id"]
+        received[event["id"]] = event["image"]
+    consumer.close()
+    assert received == payloads
