@@ -1,5 +1,6 @@
 """Each serving variant computes exactly what its upstream graph computes, on real photographs."""
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -44,8 +45,6 @@ def sessions(settings):
 
 @pytest.fixture(scope="module")
 def canvas(photo_bytes):
-    import cv2
-
     images = [cv2.imdecode(np.frombuffer(photo_bytes[n], np.uint8), cv2.IMREAD_COLOR) for n in PORTRAITS]
     batch, scales = letterbox_batch(images, CANVAS)
     return images, batch, scales

@@ -2,6 +2,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -118,7 +119,7 @@ def test_png_bomb_is_rejected_without_allocating_its_pixels():
     """A PNG declaring 50000x50000 RGB (7.5 GB decoded) with a valid zlib stream of zero rows."""
     child = f"""
 import resource, sys, zlib
-sys.path.insert(0, {str(__import__('pathlib').Path(__file__).resolve().parents[3])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from tests.unit.vision.test_image import png_claiming, LIMITS
 from streams.vision.image import decode_image
 from streams.errors import ImageRejected

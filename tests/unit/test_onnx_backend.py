@@ -1,0 +1,51 @@
+import cv2
+import numpy as np
+import pytest
+
+from streams.errors import BackendError, BackendNotReady
+from streams.inference.onnx import OnnxBackend
+from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
+from tests.unit.serving_models import serving_settings
+
+
+@pytest.fixture
+async def backend():
+    b = OnnxBackend(serving_settings(), max_batch_size=8)
+    await b.start()
+    yield b
+    await b.close()
+
+
+async def test_metadata_describes_the_serving_variants(backend):
+    settings = serving_settings()
+    detector = backend.model_info(settings.detector_model)
+    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(DETECTOR_INPUT, "UINT8", (-1, -1, -1, 3))]
+    assert [t.name for t in detector.outputs] == list(DETECTOR_OUTPUTS)
+    assert detector.max_batch_size == 8 and detector.version == "1"
+    embedder = backend.model_info(settings.embedder_model)
+    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(EMBEDDER_INPUT, "UINT8", (-1, 112, 112, 3))]
+    assert [(t.name, t.datatype, t.shape) for t in embedder.outputs] == [(EMBEDDER_OUTPUT, "FP32", (-1, 128))]
+    assert await backend.is_ready()
+
+
+async def test_infer_returns_outputs_by_name(backend, photo_bytes):
+    face = cv2.resize(cv2.imdecode(np.frombuffer(photo_bytes["astronaut.png"], np.uint8), cv2.IMREAD_COLOR)[60:180, 170:280], (112, 112))
+    out = await backend.infer(serving_settings().embedder_model, np.stack([face, face[:, ::-1]]))
+    assert list(out) == [EMBEDDER_OUTPUT]
+    assert out[EMBEDDER_OUTPUT].shape == (2, 128) and out[EMBEDDER_OUTPUT].dtype == np.float32
+    assert not np.allclose(out[EMBEDDER_OUTPUT][0], out[EMBEDDER_OUTPUT][1])
+
+
+async def test_a_wrong_batch_is_a_backend_error(backend):
+    with pytest.raises(BackendError, match="float32"):
+        await backend.infer(serving_settings().embedder_model, np.zeros((1, 112, 112, 3), np.float32))
+
+
+async def test_not_ready_before_start_and_when_files_are_missing(tmp_path):
+    settings = serving_settings().replace(model_repository=str(tmp_path))
+    backend = OnnxBackend(settings)
+    assert not await backend.is_ready()
+    with pytest.raises(BackendNotReady, match="not loaded"):
+        backend.model_info(settings.detector_model)
+    with pytest.raises(BackendNotReady, match="facestream models fetch"):
+        await backend.start()

@@ -1,0 +1,129 @@
+"""The done-means of the face pipeline, on real photographs and the real models."""
+
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from streams.errors import ErrorCode, ImageRejected
+from streams.inference.onnx import OnnxBackend
+from streams.models.catalog import SFACE, YUNET
+from streams.pipeline import FacePipeline
+from streams.vision.letterbox import letterbox_scale
+from tests.photos import OBAMA, PORTRAITS
+from tests.unit.serving_models import serving_settings
+
+SFACE_THRESHOLD = 0.363  # SFace's published cosine threshold for "same person"
+
+
+@pytest.fixture
+async def pipeline():
+    p = FacePipeline(OnnxBackend(serving_settings()), serving_settings())
+    await p.start()
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="module")
+def images(photo_bytes):
+    p = FacePipeline(OnnxBackend(serving_settings()), serving_settings())
+    return {name: p.decode(photo_bytes[name]) for name in PORTRAITS}
+
+
+@pytest.fixture
+async def faces(pipeline, images):
+    results = await pipeline.process([images[n] for n in PORTRAITS])  # one batch
+    return dict(zip(PORTRAITS, results, strict=True))
+
+
+async def test_each_portrait_has_exactly_one_confident_face(faces):
+    for name, found in faces.items():
+        assert len(found.faces) == 1, name
+        assert found.faces[0].score > 0.9, name
+
+
+async def test_embeddings_are_unit_float32_of_the_model_dimension(faces, pipeline):
+    assert pipeline.identity.dim == 128
+    for found in faces.values():
+        embedding = found.faces[0].embedding
+        assert embedding.dtype == np.float32 and embedding.shape == (128,)
+        assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_same_person_is_close_and_different_people_are_far(faces):
+    emb = {name: found.faces[0].embedding for name, found in faces.items()}
+    for a, b in itertools.combinations(OBAMA, 2):
+        assert float(emb[a] @ emb[b]) > 0.5, (a, b)
+    for obama in OBAMA:
+        assert float(emb[obama] @ emb["biden.jpg"]) < SFACE_THRESHOLD
+        assert float(emb[obama] @ emb["astronaut.png"]) < SFACE_THRESHOLD
+
+
+async def test_embeddings_agree_with_opencv_face_detector_and_recognizer(faces, images):
+    """OpenCV's FaceDetectorYN sees what our detector sees (the letterboxed, shrunk picture);
+    FaceRecognizerSF.alignCrop + feature then run on the original pixels, as our aligner does."""
+    settings = serving_settings()
+    detector = cv2.FaceDetectorYN.create(str(settings.model_path / YUNET.filename), "", (320, 320), 0.6, 0.3, 5000)
+    recognizer = cv2.FaceRecognizerSF.create(str(settings.model_path / SFACE.filename), "")
+    for name, image in images.items():
+        h, w = image.shape[:2]
+        scale = letterbox_scale(h, w, settings.canvas_size)
+        seen = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else image
+        detector.setInputSize((seen.shape[1], seen.shape[0]))
+        _, found = detector.detect(seen)
+        assert found is not None and len(found) == 1, name
+        row = found[0].copy()
+        row[:14] /= scale
+        reference = recognizer.feature(recognizer.alignCrop(image, row)).ravel()
+        reference /= np.linalg.norm(reference)
+        assert float(reference @ faces[name].faces[0].embedding) >= 0.99, name
+
+
+async def test_a_picture_without_a_face_has_zero_faces_not_an_error(pipeline, images):
+    sky = cv2.resize(images["astronaut.png"][:60, 300:], (400, 300))  # the top strip: background, no face
+    empty, with_face = await pipeline.process([sky, images["astronaut.png"]])
+    assert empty.faces == []
+    assert len(with_face.faces) == 1
+
+
+async def test_batching_and_chunking_do_not_change_results(images):
+    settings = serving_settings()
+    order = list(PORTRAITS)
+    small = FacePipeline(OnnxBackend(settings, max_batch_size=2), settings)
+    await small.start()
+    chunked = await small.process([images[n] for n in order])
+    for name, result in zip(order, chunked, strict=True):
+        (alone,) = await small.process([images[name]])
+        np.testing.assert_allclose(result.faces[0].embedding, alone.faces[0].embedding, atol=1e-5)
+        np.testing.assert_allclose(result.faces[0].bbox, alone.faces[0].bbox, atol=1e-3)
+
+
+async def test_aligned_crops_are_attached_only_when_asked(images):
+    settings = serving_settings().replace(emit_aligned=True)
+    pipeline = FacePipeline(OnnxBackend(settings), settings)
+    await pipeline.start()
+    (result,) = await pipeline.process([images["obama.jpg"]])
+    crop = result.faces[0].aligned
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8 and crop.std() > 10
+
+
+async def test_timings_cover_every_stage(faces):
+    timings = next(iter(faces.values())).timings_ms
+    assert set(timings) == {"letterbox", "detect", "decode_boxes", "align", "embed", "total"}
+    assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"))
+
+
+async def test_empty_batch(pipeline):
+    assert await pipeline.process([]) == []
+
+
+async def test_decode_is_a_separate_step_with_typed_errors(pipeline):
+    with pytest.raises(ImageRejected) as info:
+        pipeline.decode(b"GIF89a not supported")
+    assert info.value.code is ErrorCode.UNKNOWN_IMAGE_FORMAT
+
+
+def test_unknown_detector_format_is_refused():
+    with pytest.raises(ValueError, match="detector_format"):
+        FacePipeline(OnnxBackend(serving_settings()), serving_settings().replace(detector_format="retina"))
