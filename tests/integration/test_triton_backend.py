@@ -7,6 +7,7 @@ and quickly when the server is not there, and never retries without bound.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
+#: A small embedder batch: the failure tests are about the network, not the model.
+FACES = np.full((2, 112, 112, 3), 128, np.uint8)
 
 
 @pytest.fixture
@@ -124,21 +127,115 @@ async def test_unknown_model_is_not_ready_naming_model_and_server(settings: Sett
         await backend.start()
 
 
-async def test_deadline_exceeded_is_retried_a_bounded_number_of_times_with_backoff(settings, caplog) -> None:
-    retries, backoff_ms = 2, 50
-    backend = TritonBackend(settings.replace(triton_timeout_s=0.05, backend_retries=retries, retry_backoff_ms=backoff_ms))
+class Relay:
+    """A TCP relay in front of the Triton server that a test can cut or stall: real network failures, on demand."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Stop listening and drop every connection, as a crashed or restarting server does."""
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    def stall(self) -> None:
+        """Keep connections open but forward nothing, as an overloaded or partitioned server looks."""
+        self._flowing.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1 << 16):
+            await self._flowing.wait()
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def relay(triton_url: str):
+    relay = Relay(triton_url)
+    await relay.open()
+    yield relay
+    await relay.cut()
+
+
+def _retry_warnings(caplog: pytest.LogCaptureFixture) -> int:
+    return len([r for r in caplog.records if r.name == "streams.inference.triton" and "retry" in r.getMessage()])
+
+
+async def test_unavailable_server_is_retried_a_bounded_number_of_times_with_backoff(relay, settings, caplog) -> None:
+    retries, backoff_s = 2, 0.05
+    backend = TritonBackend(settings.replace(triton_url=relay.url, backend_retries=retries, retry_backoff_ms=50))
     await backend.start()
-    slow_batch = np.zeros((4, 640, 640, 3), np.uint8)  # seconds of CPU work, far beyond the 50 ms deadline
+    await relay.cut()
     started = time.monotonic()
-    try:
-        with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
-            with pytest.raises(BackendError, match=rf"{retries + 1} times, last: StatusCode.DEADLINE_EXCEEDED"):
-                await backend.infer(settings.detector_model, slow_batch)
-    finally:
-        await backend.close()
-    assert len([r for r in caplog.records if "retry" in r.getMessage()]) == retries
-    backoffs = sum(backoff_ms / 1000 * 2**k for k in range(retries))
-    assert backoffs <= time.monotonic() - started < backoffs + (retries + 1) * 0.05 + 2.0
+    with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
+        with pytest.raises(BackendError, match=rf"{retries + 1} times, last: StatusCode.UNAVAILABLE"):
+            await backend.infer(settings.embedder_model, FACES)
+    elapsed = time.monotonic() - started
+    await backend.close()
+    assert _retry_warnings(caplog) == retries
+    backoffs = backoff_s * (1 + 2)  # 50 ms, then 100 ms
+    assert backoffs <= elapsed < backoffs + 2.0
+
+
+async def test_a_server_back_within_the_retry_budget_serves_the_request(relay, settings, onnx, caplog) -> None:
+    backend = TritonBackend(settings.replace(triton_url=relay.url, backend_retries=5, retry_backoff_ms=100))
+    await backend.start()
+    await relay.cut()
+
+    async def restart_later() -> None:
+        await asyncio.sleep(0.2)
+        await relay.open()  # same port
+
+    with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
+        restarted = asyncio.create_task(restart_later())
+        outputs = await backend.infer(settings.embedder_model, FACES)
+        await restarted
+    await backend.close()
+    assert _retry_warnings(caplog) >= 1
+    expected = await onnx.infer(settings.embedder_model, FACES)
+    np.testing.assert_allclose(outputs[EMBEDDER_OUTPUT], expected[EMBEDDER_OUTPUT], rtol=0, atol=TOLERANCE)
+
+
+async def test_a_silent_server_hits_the_per_request_timeout_on_every_attempt(relay, settings, caplog) -> None:
+    timeout_s, retries = 0.3, 1
+    backend = TritonBackend(
+        settings.replace(triton_url=relay.url, triton_timeout_s=timeout_s, backend_retries=retries, retry_backoff_ms=50)
+    )
+    await backend.start()
+    relay.stall()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="streams.inference.triton"):
+        with pytest.raises(BackendError, match="2 times, last: StatusCode.DEADLINE_EXCEEDED"):
+            await backend.infer(settings.embedder_model, FACES)
+    elapsed = time.monotonic() - started
+    await backend.close()
+    assert _retry_warnings(caplog) == retries
+    assert 2 * timeout_s + 0.05 <= elapsed < 2 * timeout_s + 0.05 + 2.0
 
 
 async def test_a_request_the_server_rejects_fails_at_once_without_retries(triton, settings, caplog) -> None:
@@ -147,7 +244,7 @@ async def test_a_request_the_server_rejects_fails_at_once_without_retries(triton
         with pytest.raises(BackendError, match="INVALID_ARGUMENT") as raised:
             await triton.infer(settings.embedder_model, wrong_size)
     assert not isinstance(raised.value, BackendNotReady)
-    assert not [r for r in caplog.records if "retry" in r.getMessage()]
+    assert _retry_warnings(caplog) == 0
 
 
 async def test_is_ready_follows_the_backend_lifecycle(settings: Settings) -> None:
