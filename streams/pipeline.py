@@ -54,6 +54,13 @@ class ModelIdentity:
     version: str
 
 
+async def infer_chunked(backend: InferenceBackend, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """Run ``model`` on a batch of any size, in pieces of the backend's max batch size, outputs concatenated."""
+    step = backend.model_info(model).max_batch_size or len(batch)
+    parts = [await backend.infer(model, batch[i : i + step]) for i in range(0, len(batch), step)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
 class FacePipeline:
     def __init__(self, backend: InferenceBackend, settings: Settings) -> None:
         if settings.detector_format not in DETECTOR_FORMATS:
@@ -97,7 +104,7 @@ class FacePipeline:
 
         canvas, scales = letterbox_batch(images, self.settings.canvas_size)
         lap("letterbox")
-        outputs = await self._run_chunked(self.settings.detector_model, canvas)
+        outputs = await infer_chunked(self.backend, self.settings.detector_model, canvas)
         lap("detect")
         detections = [
             select_faces(self._candidates(outputs, i, canvas.shape[1:3]), scales[i], image.shape[:2], self._filter)
@@ -122,14 +129,9 @@ class FacePipeline:
     async def _embed(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, self.identity.dim), np.float32)
-        (raw,) = (await self._run_chunked(self.settings.embedder_model, crops)).values()
+        (raw,) = (await infer_chunked(self.backend, self.settings.embedder_model, crops)).values()
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         return (raw / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    async def _run_chunked(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        step = self.backend.model_info(model).max_batch_size or len(batch)
-        parts = [await self.backend.infer(model, batch[i : i + step]) for i in range(0, len(batch), step)]
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def _assemble(
         self, detections: list[Detections], crops: list[np.ndarray], embeddings: np.ndarray, timings: dict[str, float]
