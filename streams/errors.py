@@ -51,3 +51,10 @@ class BackendError(FacestreamError):
 
 class BackendNotReady(BackendError):
     """The backend cannot serve yet: Triton not live, a model not ready, or sessions not loaded."""
+
+
+class KafkaAuthenticationFailed(FacestreamError):
+    """The broker refused our credentials: not retryable, the worker must stop and say so once.
+
+    The message names the user, protocol and mechanism, never the password.
+    """
