@@ -40,8 +40,17 @@ PHOTOS: dict[str, tuple[Source, str]] = {
     "obama3.jpg": (FACE_RECOGNITION, "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
     "biden.jpg": (FACE_RECOGNITION, "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
     "astronaut.png": (SCIKIT_IMAGE, "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
+    # More real photographs for stream tests: RGBA, partial faces, grayscale, and one without a face.
+    "32bit.png": (FACE_RECOGNITION, "44dca895a7d635a4aedddd91a4f37af9a8a5b44e66154282a24645a757b5f627"),
+    "obama_partial_face.jpg": (FACE_RECOGNITION, "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
+    "obama_partial_face2.jpg": (FACE_RECOGNITION, "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
+    "camera.png": (SCIKIT_IMAGE, "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"),
+    "coffee.png": (SCIKIT_IMAGE, "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7"),
 }
-PORTRAITS = tuple(PHOTOS)
+#: Single-person portraits: each yields exactly one face.
+PORTRAITS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "astronaut.png")
+#: A real photograph without any face.
+NO_FACE = "coffee.png"
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 
 

@@ -1,0 +1,58 @@
+# facestream: the two entry commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := .cache/stamps
+
+.PHONY: setup demo test test-unit bench kafka-up kafka-down clean
+
+setup: $(STAMP)/install $(STAMP)/models $(STAMP)/photos $(STAMP)/kafka $(STAMP)/triton  ## everything, idempotent
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The editable install compiles the C++ re-ranker (ext/) with scikit-build-core.
+$(STAMP)/install: $(VENV)/bin/python pyproject.toml CMakeLists.txt $(wildcard ext/* ext/*/*)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -c "import streams._rerank"
+	@mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/models: $(STAMP)/install
+	$(PY) -m streams models fetch
+	@touch $@
+
+$(STAMP)/photos: $(STAMP)/install
+	$(PY) -m tests.photos >/dev/null
+	@touch $@
+
+$(STAMP)/kafka: scripts/kafka/pom.xml
+	scripts/kafka-local libs
+	@mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/triton: scripts/triton-venv
+	scripts/triton-venv
+	@mkdir -p $(STAMP) && touch $@
+
+demo: setup  ## broker, worker, sample photos, similarities; stops what it started
+	$(PY) scripts/demo.py
+
+test: setup  ## the whole suite, integration tests against a real broker and a real Triton server included
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP)/install
+	$(PY) -m pytest -q -m "not integration"
+
+bench: setup
+	$(PY) perf/bench_rerank.py
+	$(PY) perf/bench_inference.py
+	$(PY) perf/bench_stream.py
+
+kafka-up: $(STAMP)/kafka
+	scripts/kafka-local start
+
+kafka-down:
+	scripts/kafka-local stop
+
+clean:
+	rm -rf build .cache/stamps .pytest_cache

@@ -1,0 +1,102 @@
+"""A real ``facestream worker`` in a subprocess, for integration tests, benchmarks and crash tests.
+
+The worker gets its whole configuration through ``FACESTREAM_*`` variables built
+from a :class:`Settings`, exactly as an operator would run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from streams.config import Settings, env_name
+from tests.kafka_broker import REPO, free_port
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``FACESTREAM_*`` variables that reproduce ``settings`` in another process."""
+    env = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        env[env_name(f.name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
+
+
+class WorkerProcess:
+    """Start, wait for, stop or SIGKILL one worker; its output goes to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        if settings.web_port == Settings.web_port:
+            settings = settings.replace(web_port=free_port())
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return self
+
+    def readyz(self) -> tuple[int, dict]:
+        """Status and JSON body of ``/readyz``; (0, {}) while nothing answers."""
+        url = f"http://127.0.0.1:{self.settings.web_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except (OSError, ValueError):
+            return 0, {}
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early; log:\n{self.tail()}")
+            if self.readyz()[0] == 200:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"worker not ready after {timeout_s} s; /readyz={self.readyz()}; log:\n{self.tail()}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Graceful shutdown (SIGTERM), SIGKILL if it hangs."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit — a crash."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> WorkerProcess:
+        self.start().wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
