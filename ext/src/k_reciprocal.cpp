@@ -1,0 +1,255 @@
+// Memory stays O(N * k + Q * N): distance rows are computed a block at a time,
+// reduced to their row maximum and their nearest neighbours (a partial selection,
+// not a sort), and only the query rows are kept whole. The encoding vectors V are
+// sparse (a row has at most a few times k1 non-zeros), so they are stored as
+// sorted (column, weight) lists and the Jaccard step walks an inverted index.
+#include "k_reciprocal.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parallel.hpp"
+#include "topk.hpp"
+
+namespace rerank {
+namespace {
+
+constexpr std::size_t kRowsPerTask = 16;
+
+struct SparseRow {
+    std::vector<std::int32_t> cols;  // increasing
+    std::vector<double> vals;        // all > 0
+};
+
+// numpy.around(k1 / 2): halves round to the even neighbour.
+std::size_t half_to_even(std::size_t k1) {
+    const std::size_t h = k1 / 2;
+    return (k1 % 2 == 1 && h % 2 == 1) ? h + 1 : h;
+}
+
+class KReciprocal {
+public:
+    KReciprocal(const MatrixView& q, const MatrixView& g, std::size_t k1, std::size_t k2, long threads,
+                const Kernels& kern)
+        : nq_(q.rows), n_(q.rows + g.rows), d_(q.cols), threads_(threads), kern_(kern) {
+        k1_ = std::min(k1 + 1, n_);
+        half_ = std::min(half_to_even(k1) + 1, n_);
+        qe_ = k2 == 1 ? 1 : std::min(k2, n_);
+        kmax_ = std::max(k1_, qe_);
+        x_.resize(n_ * d_);
+        std::copy(q.data, q.data + q.rows * d_, x_.begin());
+        std::copy(g.data, g.data + g.rows * d_, x_.begin() + static_cast<std::ptrdiff_t>(q.rows * d_));
+        sq_.resize(n_);
+        for (std::size_t i = 0; i < n_; ++i) {
+            double s = 0.0;
+            for (std::size_t t = 0; t < d_; ++t) s += x_[i * d_ + t] * x_[i * d_ + t];
+            sq_[i] = s;
+        }
+    }
+
+    void run(double lambda, float* out) {
+        nearest_neighbours();
+        encode();
+        if (qe_ > 1) expand_queries();
+        jaccard(lambda, out);
+    }
+
+private:
+    unsigned threads_for(std::size_t tasks, std::size_t work) const {
+        return resolve_threads(threads_, std::min(tasks, std::max<std::size_t>(1, work >> 20)));
+    }
+
+    // Row maxima, the kmax_ nearest of every point, and the scaled query rows.
+    void nearest_neighbours() {
+        const std::size_t panel = kern_.panel;
+        const std::size_t ld = (n_ + panel - 1) / panel * panel;
+        std::vector<double> panels(ld * d_);
+        kern_.pack_panels_f64(x_.data(), n_, d_, panels.data());
+        row_max_.resize(n_);
+        neighbours_.resize(n_ * kmax_);
+        scaled_queries_.resize(nq_ * n_);
+
+        const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
+        const unsigned nthreads = threads_for(tasks, n_ * n_ * d_);
+        std::vector<std::vector<double>> rows(nthreads, std::vector<double>(kRowsPerTask * ld));
+        std::vector<std::vector<double>> chunk_min(nthreads);
+        std::vector<std::vector<Ranked<double>>> nearest(nthreads);
+        parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
+            const std::size_t i0 = task * kRowsPerTask, m = std::min(kRowsPerTask, n_ - i0);
+            double* block = rows[worker].data();
+            kern_.sqdist_f64(x_.data() + i0 * d_, sq_.data() + i0, m, panels.data(), sq_.data(), n_, d_, block, ld);
+            for (std::size_t r = 0; r < m; ++r) {
+                const std::size_t i = i0 + r;
+                double* row = block + r * ld;
+                row[i] = 0.0;
+                double mx = 0.0;
+                for (std::size_t j = 0; j < n_; ++j) mx = row[j] > mx ? row[j] : mx;
+                if (!(mx > 0.0)) throw InvalidInput("all query and gallery rows are identical: distances cannot be scaled");
+                row_max_[i] = mx;
+                smallest_k(row, n_, kmax_, chunk_min[worker], nearest[worker]);
+                for (std::size_t p = 0; p < kmax_; ++p) neighbours_[i * kmax_ + p] = static_cast<std::int32_t>(nearest[worker][p].index);
+                if (i < nq_)
+                    for (std::size_t j = 0; j < n_; ++j) scaled_queries_[i * n_ + j] = row[j] / mx;
+            }
+        });
+    }
+
+    const std::int32_t* nearest(std::size_t i) const { return neighbours_.data() + i * kmax_; }
+
+    bool among_first(std::size_t of, std::size_t count, std::int32_t who) const {
+        const std::int32_t* nn = nearest(of);
+        return std::find(nn, nn + count, who) != nn + count;
+    }
+
+    // Sets out to the members of the first `count` neighbours of i that have i among their own first `count`.
+    void reciprocal(std::size_t i, std::size_t count, std::vector<std::int32_t>& out) const {
+        out.clear();
+        for (std::size_t p = 0; p < count; ++p)
+            if (among_first(static_cast<std::size_t>(nearest(i)[p]), count, static_cast<std::int32_t>(i)))
+                out.push_back(nearest(i)[p]);
+    }
+
+    double scaled_distance(std::size_t i, std::size_t j) const {
+        if (i < nq_) return scaled_queries_[i * n_ + j];
+        if (i == j) return 0.0;
+        double dot = 0.0;
+        for (std::size_t t = 0; t < d_; ++t) dot += x_[i * d_ + t] * x_[j * d_ + t];
+        return std::max(0.0, sq_[i] + sq_[j] - 2.0 * dot) / row_max_[i];
+    }
+
+    // V: for each point, exp(-distance) weights over its expanded k-reciprocal set.
+    void encode() {
+        v_.assign(n_, SparseRow{});
+        const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
+        const unsigned nthreads = threads_for(tasks, n_ * k1_ * k1_ * half_);
+        struct Scratch {
+            std::vector<std::int32_t> base, sorted_base, own, expansion;
+        };
+        std::vector<Scratch> scratch(nthreads);
+        parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
+            auto& [base, sorted_base, own, expansion] = scratch[worker];
+            for (std::size_t i = task * kRowsPerTask; i < std::min(n_, (task + 1) * kRowsPerTask); ++i) {
+                reciprocal(i, k1_, base);
+                sorted_base = base;
+                std::sort(sorted_base.begin(), sorted_base.end());
+                expansion = base;
+                for (std::int32_t candidate : base) {
+                    reciprocal(static_cast<std::size_t>(candidate), half_, own);
+                    std::size_t shared = 0;
+                    for (std::int32_t j : own) shared += std::binary_search(sorted_base.begin(), sorted_base.end(), j);
+                    if (double(shared) > 2.0 / 3.0 * double(own.size())) expansion.insert(expansion.end(), own.begin(), own.end());
+                }
+                std::sort(expansion.begin(), expansion.end());
+                expansion.erase(std::unique(expansion.begin(), expansion.end()), expansion.end());
+                SparseRow& row = v_[i];
+                row.cols.assign(expansion.begin(), expansion.end());
+                row.vals.resize(expansion.size());
+                double total = 0.0;
+                for (std::size_t p = 0; p < expansion.size(); ++p)
+                    total += row.vals[p] = std::exp(-scaled_distance(i, static_cast<std::size_t>(expansion[p])));
+                for (double& w : row.vals) w /= total;
+            }
+        });
+    }
+
+    // Local query expansion: each row of V becomes the mean of the rows of its qe_ nearest.
+    void expand_queries() {
+        std::vector<SparseRow> mean(n_);
+        const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
+        const unsigned nthreads = threads_for(tasks, n_ * qe_ * k1_ * 4);
+        std::vector<std::vector<double>> dense(nthreads, std::vector<double>(n_, 0.0));
+        std::vector<std::vector<char>> seen(nthreads, std::vector<char>(n_, 0));
+        parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
+            std::vector<double>& acc = dense[worker];
+            std::vector<char>& mark = seen[worker];
+            for (std::size_t i = task * kRowsPerTask; i < std::min(n_, (task + 1) * kRowsPerTask); ++i) {
+                SparseRow& out = mean[i];
+                for (std::size_t p = 0; p < qe_; ++p) {
+                    const SparseRow& src = v_[static_cast<std::size_t>(nearest(i)[p])];
+                    for (std::size_t e = 0; e < src.cols.size(); ++e) {
+                        const auto c = static_cast<std::size_t>(src.cols[e]);
+                        if (!mark[c]) {
+                            mark[c] = 1;
+                            out.cols.push_back(src.cols[e]);
+                        }
+                        acc[c] += src.vals[e];
+                    }
+                }
+                std::sort(out.cols.begin(), out.cols.end());
+                out.vals.resize(out.cols.size());
+                for (std::size_t e = 0; e < out.cols.size(); ++e) {
+                    const auto c = static_cast<std::size_t>(out.cols[e]);
+                    out.vals[e] = acc[c] / double(qe_);
+                    acc[c] = 0.0;
+                    mark[c] = 0;
+                }
+            }
+        });
+        v_ = std::move(mean);
+    }
+
+    // Jaccard distance between each query's V row and every gallery row, blended with the distance.
+    void jaccard(double lambda, float* out) {
+        const std::size_t ng = n_ - nq_;
+        // Inverted index of the gallery rows: for each column, the (gallery row, weight) pairs.
+        std::vector<std::size_t> start(n_ + 1, 0);
+        for (std::size_t r = nq_; r < n_; ++r)
+            for (std::int32_t c : v_[r].cols) ++start[static_cast<std::size_t>(c) + 1];
+        for (std::size_t c = 0; c < n_; ++c) start[c + 1] += start[c];
+        std::vector<std::int32_t> rows(start[n_]);
+        std::vector<double> vals(start[n_]);
+        std::vector<std::size_t> fill(start.begin(), start.end() - 1);
+        for (std::size_t r = nq_; r < n_; ++r)
+            for (std::size_t e = 0; e < v_[r].cols.size(); ++e) {
+                const std::size_t at = fill[static_cast<std::size_t>(v_[r].cols[e])]++;
+                rows[at] = static_cast<std::int32_t>(r - nq_);
+                vals[at] = v_[r].vals[e];
+            }
+
+        const unsigned nthreads = threads_for(nq_, nq_ * ng * 8);
+        std::vector<std::vector<double>> overlap(nthreads, std::vector<double>(ng));
+        parallel_for(nq_, nthreads, [&](std::size_t i, unsigned worker) {
+            std::vector<double>& t = overlap[worker];
+            std::fill(t.begin(), t.end(), 0.0);
+            const SparseRow& vi = v_[i];
+            for (std::size_t e = 0; e < vi.cols.size(); ++e) {
+                const auto c = static_cast<std::size_t>(vi.cols[e]);
+                for (std::size_t at = start[c]; at < start[c + 1]; ++at)
+                    t[static_cast<std::size_t>(rows[at])] += std::min(vi.vals[e], vals[at]);
+            }
+            const double* dist = scaled_queries_.data() + i * n_ + nq_;
+            for (std::size_t gj = 0; gj < ng; ++gj) {
+                const double jac = 1.0 - t[gj] / (2.0 - t[gj]);
+                out[i * ng + gj] = static_cast<float>((1.0 - lambda) * jac + lambda * dist[gj]);
+            }
+        });
+    }
+
+    std::size_t nq_, n_, d_;
+    long threads_;
+    const Kernels& kern_;
+    std::size_t k1_ = 0, half_ = 0, qe_ = 0, kmax_ = 0;  // neighbour counts, already capped at n_
+    std::vector<double> x_, sq_, row_max_, scaled_queries_;
+    std::vector<std::int32_t> neighbours_;
+    std::vector<SparseRow> v_;
+};
+
+}  // namespace
+
+void k_reciprocal(const MatrixView& queries, const MatrixView& gallery, std::size_t k1, std::size_t k2,
+                  double lambda, long threads, const Kernels& kern, float* out) {
+    check_pair(queries, gallery);
+    if (k1 == 0) throw InvalidInput("k1 must be at least 1");
+    if (k2 == 0) throw InvalidInput("k2 must be at least 1");
+    if (!(lambda >= 0.0 && lambda <= 1.0)) throw InvalidInput("lambda_value must be within [0, 1]");
+    if (queries.rows + gallery.rows > static_cast<std::size_t>(INT32_MAX))
+        throw InvalidInput("too many rows for k-reciprocal re-ranking: " + std::to_string(queries.rows + gallery.rows));
+    check_finite(queries, "queries");
+    check_finite(gallery, "gallery");
+    KReciprocal(queries, gallery, k1, k2, threads, kern).run(lambda, out);
+}
+
+}  // namespace rerank

@@ -1,0 +1,125 @@
+// Kernel bodies shared by every instruction-set variant.
+//
+// Included once per variant by kernels_<isa>.cpp, which first defines
+//   RERANK_ISA_NS  a namespace of its own (so no symbol is merged across variants:
+//                  an AVX2 copy of an inline function must never serve the baseline),
+//   RERANK_VEC_BYTES  bytes per vector register,
+//   RERANK_ROWS       rows per micro-tile of sqdist_f64.
+// Micro-tiles use GCC/Clang vector types, which the compiler maps onto whatever the
+// variant's flags allow (two SSE2 registers for one 32-byte vector, one AVX2 register),
+// and keeps their accumulators in registers. Every dot product is summed
+// in the same order whatever its position in a tile, so equal rows give equal
+// scores bit for bit (ties are then broken by index, as the API promises).
+#include <cstddef>
+
+#include "kernels.hpp"
+
+namespace rerank::RERANK_ISA_NS {
+namespace {
+
+constexpr std::size_t kVecBytes = RERANK_VEC_BYTES;
+typedef float VecF __attribute__((vector_size(kVecBytes)));
+typedef double VecD __attribute__((vector_size(kVecBytes)));
+constexpr std::size_t kW = kVecBytes / sizeof(float);  // floats per vector
+constexpr std::size_t kQB = 4;            // queries per micro-tile of dot_f32
+constexpr std::size_t kGB = 3;            // gallery rows per micro-tile of dot_f32
+constexpr std::size_t kPanel = 8;         // columns per packed panel of sqdist_f64
+constexpr std::size_t kRB = RERANK_ROWS;  // rows per micro-tile of sqdist_f64
+constexpr std::size_t kPV = kPanel * sizeof(double) / kVecBytes;  // vectors per panel row
+
+template <class Vec, class T>
+inline Vec load(const T* p) {
+    Vec v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline std::size_t clamp_row(std::size_t i, std::size_t n) { return i < n ? i : n - 1; }
+
+void dot_f32(const float* q, std::size_t nq, const float* g, std::size_t ng, std::size_t d, float* out,
+             std::size_t ld) {
+    const std::size_t full = d - d % kW;
+    for (std::size_t r0 = 0; r0 < nq; r0 += kQB) {
+        const float* qr[kQB];
+        for (std::size_t r = 0; r < kQB; ++r) qr[r] = q + clamp_row(r0 + r, nq) * d;
+        for (std::size_t c0 = 0; c0 < ng; c0 += kGB) {
+            // Rows past the end repeat the last row; their results are dropped.
+            const float* gr[kGB];
+            for (std::size_t c = 0; c < kGB; ++c) gr[c] = g + clamp_row(c0 + c, ng) * d;
+            VecF acc[kQB][kGB] = {};
+            for (std::size_t t = 0; t < full; t += kW) {
+                VecF gv[kGB];
+                for (std::size_t c = 0; c < kGB; ++c) gv[c] = load<VecF>(gr[c] + t);
+                for (std::size_t r = 0; r < kQB; ++r) {
+                    const VecF qv = load<VecF>(qr[r] + t);
+                    for (std::size_t c = 0; c < kGB; ++c) acc[r][c] += qv * gv[c];
+                }
+            }
+            for (std::size_t r = 0; r < kQB && r0 + r < nq; ++r)
+                for (std::size_t c = 0; c < kGB && c0 + c < ng; ++c) {
+                    float s = 0.0f;
+                    for (std::size_t w = 0; w < kW; ++w) s += acc[r][c][w];
+                    for (std::size_t t = full; t < d; ++t) s += qr[r][t] * gr[c][t];
+                    out[(r0 + r) * ld + c0 + c] = s;
+                }
+        }
+    }
+}
+
+void sqnorm_f32(const float* x, std::size_t n, std::size_t d, float* out) {
+    const std::size_t full = d - d % kW;
+    for (std::size_t i = 0; i < n; ++i) {
+        const float* row = x + i * d;
+        VecF acc = {};
+        for (std::size_t t = 0; t < full; t += kW) {
+            const VecF v = load<VecF>(row + t);
+            acc += v * v;
+        }
+        float s = 0.0f;
+        for (std::size_t w = 0; w < kW; ++w) s += acc[w];
+        for (std::size_t t = full; t < d; ++t) s += row[t] * row[t];
+        out[i] = s;
+    }
+}
+
+void pack_panels_f64(const double* x, std::size_t n, std::size_t d, double* panels) {
+    for (std::size_t p0 = 0; p0 < n; p0 += kPanel) {
+        double* panel = panels + (p0 / kPanel) * d * kPanel;
+        for (std::size_t t = 0; t < d; ++t)
+            for (std::size_t c = 0; c < kPanel; ++c)
+                panel[t * kPanel + c] = p0 + c < n ? x[(p0 + c) * d + t] : 0.0;
+    }
+}
+
+void sqdist_f64(const double* a, const double* a_sq, std::size_t nrows, const double* panels,
+                const double* x_sq, std::size_t n, std::size_t d, double* out, std::size_t ld) {
+    for (std::size_t p0 = 0; p0 < n; p0 += kPanel) {
+        const double* panel = panels + (p0 / kPanel) * d * kPanel;
+        for (std::size_t r0 = 0; r0 < nrows; r0 += kRB) {
+            const double* ar[kRB];
+            for (std::size_t r = 0; r < kRB; ++r) ar[r] = a + clamp_row(r0 + r, nrows) * d;
+            VecD acc[kRB][kPV] = {};
+            for (std::size_t t = 0; t < d; ++t) {
+                VecD col[kPV];
+                for (std::size_t v = 0; v < kPV; ++v) col[v] = load<VecD>(panel + t * kPanel + v * (kPanel / kPV));
+                for (std::size_t r = 0; r < kRB; ++r) {
+                    const VecD a = VecD{} + ar[r][t];
+                    for (std::size_t v = 0; v < kPV; ++v) acc[r][v] += a * col[v];
+                }
+            }
+            for (std::size_t r = 0; r < kRB && r0 + r < nrows; ++r)
+                for (std::size_t c = 0; c < kPanel; ++c) {
+                    const std::size_t j = p0 + c;
+                    const double dot = acc[r][c / (kPanel / kPV)][c % (kPanel / kPV)];
+                    const double sq = j < n ? a_sq[r0 + r] + x_sq[j] - 2.0 * dot : 0.0;
+                    out[(r0 + r) * ld + j] = sq > 0.0 ? sq : 0.0;
+                }
+        }
+    }
+}
+
+}  // namespace
+
+extern const Kernels table{RERANK_ISA_NAME, kPanel, dot_f32, sqnorm_f32, pack_panels_f64, sqdist_f64};
+
+}  // namespace rerank::RERANK_ISA_NS
