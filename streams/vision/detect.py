@@ -57,7 +57,9 @@ def anchor_centres(height: int, width: int, stride: int, per_cell: int) -> np.nd
     return grid
 
 
-def decode_yunet(outputs: Mapping[str, np.ndarray], index: int, canvas_hw: tuple[int, int], threshold: float) -> Detections:
+def decode_yunet(
+    outputs: Mapping[str, np.ndarray], index: int, canvas_hw: tuple[int, int], threshold: float
+) -> Detections:
     """Candidates of batch item ``index`` from YuNet's cls/obj/bbox/kps outputs (canvas pixels, unsorted).
 
     score = sqrt(cls * obj); box centre = (cell + offset) * stride, size = exp(log-size) * stride;

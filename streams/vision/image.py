@@ -58,7 +58,8 @@ def decode_image(data: bytes, limits: ImageLimits, content_type: str | None = No
     if header.width * header.height > limits.max_pixels:
         raise ImageRejected(
             ErrorCode.IMAGE_TOO_LARGE,
-            f"{header.format} header declares {header.width}x{header.height} pixels, over the limit of {limits.max_pixels}",
+            f"{header.format} header declares {header.width}x{header.height} pixels, "
+            f"over the limit of {limits.max_pixels}",
         )
     if min(header.width, header.height) < limits.min_side:
         raise ImageRejected(

@@ -29,7 +29,10 @@ async def test_metadata_describes_the_serving_variants(backend):
 
 
 async def test_infer_returns_outputs_by_name(backend, photo_bytes):
-    face = cv2.resize(cv2.imdecode(np.frombuffer(photo_bytes["astronaut.png"], np.uint8), cv2.IMREAD_COLOR)[60:180, 170:280], (112, 112))
+    face = cv2.resize(
+        cv2.imdecode(np.frombuffer(photo_bytes["astronaut.png"], np.uint8), cv2.IMREAD_COLOR)[60:180, 170:280],
+        (112, 112),
+    )
     out = await backend.infer(serving_settings().embedder_model, np.stack([face, face[:, ::-1]]))
     assert list(out) == [EMBEDDER_OUTPUT]
     assert out[EMBEDDER_OUTPUT].shape == (2, 128) and out[EMBEDDER_OUTPUT].dtype == np.float32

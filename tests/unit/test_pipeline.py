@@ -69,7 +69,11 @@ async def test_embeddings_agree_with_opencv_face_detector_and_recognizer(faces, 
     for name, image in images.items():
         h, w = image.shape[:2]
         scale = letterbox_scale(h, w, settings.canvas_size)
-        seen = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else image
+        seen = (
+            cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else image
+        )
         detector.setInputSize((seen.shape[1], seen.shape[0]))
         _, found = detector.detect(seen)
         assert found is not None and len(found) == 1, name

@@ -26,7 +26,7 @@ def test_embed_prints_one_json_object_per_image_and_goes_on_after_errors(photo_p
         assert face["score"] > 0.9
         assert found["model"] == {"detector": "yunet-2023mar", "embedder": "sface-2021dec", "dim": 128, "version": "1"}
         assert {"decode", "detect", "embed", "total"} <= set(found["timings_ms"])
-    cosine = sum(a * b for a, b in zip(obama["faces"][0]["embedding"], biden["faces"][0]["embedding"]))
+    cosine = sum(a * b for a, b in zip(obama["faces"][0]["embedding"], biden["faces"][0]["embedding"], strict=True))
     assert cosine < 0.363
 
 

@@ -63,11 +63,18 @@ def test_detector_variant_equals_yunet_on_real_photos(sessions, canvas):
 
 def test_embedder_variant_equals_sface_on_real_faces(sessions, canvas, settings):
     images, batch, scales = canvas
-    outputs = dict(zip(DETECTOR_OUTPUTS, sessions["detector"].run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: batch})))
+    outputs = dict(
+        zip(DETECTOR_OUTPUTS, sessions["detector"].run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: batch}), strict=True)
+    )
     limits = FaceFilter(0.6, 0.3, 20, 1)
     faces = np.concatenate(
         [
-            align_faces(img, select_faces(decode_yunet(outputs, i, (CANVAS, CANVAS), 0.6), scales[i], img.shape[:2], limits).landmarks)
+            align_faces(
+                img,
+                select_faces(
+                    decode_yunet(outputs, i, (CANVAS, CANVAS), 0.6), scales[i], img.shape[:2], limits
+                ).landmarks,
+            )
             for i, img in enumerate(images)
         ]
     )
@@ -82,11 +89,19 @@ def test_embedder_variant_equals_sface_on_real_faces(sessions, canvas, settings)
 def test_detector_variant_takes_any_batch_and_multiple_of_32_size_without_shape_warnings(settings, capfd):
     options = ort.SessionOptions()
     options.log_severity_level = 1  # info and above: shape-mismatch warnings would show
-    session = ort.InferenceSession(str(serving_path(settings, settings.detector_model)), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(serving_path(settings, settings.detector_model)), options, providers=["CPUExecutionProvider"]
+    )
     capfd.readouterr()
     rng = np.random.default_rng(0)
     for n, h, w in [(1, 640, 640), (3, 320, 480), (2, 96, 64)]:
-        outputs = dict(zip(DETECTOR_OUTPUTS, session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: rng.integers(0, 256, (n, h, w, 3), np.uint8)})))
+        outputs = dict(
+            zip(
+                DETECTOR_OUTPUTS,
+                session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: rng.integers(0, 256, (n, h, w, 3), np.uint8)}),
+                strict=True,
+            )
+        )
         for stride in (8, 16, 32):
             anchors = (h // stride) * (w // stride)
             assert outputs[f"cls_{stride}"].shape == (n, anchors, 1)

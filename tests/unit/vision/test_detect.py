@@ -46,8 +46,14 @@ def scrfd_outputs(faces: list[tuple[int, int, int, np.ndarray, np.ndarray]], can
 
 
 def test_scrfd_layout_decodes_back_to_the_encoded_faces():
-    box_a, marks_a = np.array([100, 80, 180, 190], np.float32), np.array([[120, 120], [160, 121], [140, 145], [125, 170], [158, 171]], np.float32)
-    box_b, marks_b = np.array([300, 20, 420, 170], np.float32), np.array([[330, 80], [390, 80], [360, 110], [335, 140], [385, 140]], np.float32)
+    box_a, marks_a = (
+        np.array([100, 80, 180, 190], np.float32),
+        np.array([[120, 120], [160, 121], [140, 145], [125, 170], [158, 171]], np.float32),
+    )
+    box_b, marks_b = (
+        np.array([300, 20, 420, 170], np.float32),
+        np.array([[330, 80], [390, 80], [360, 110], [335, 140], [385, 140]], np.float32),
+    )
     cell_a = (136 // 16) * (320 // 16) + 140 // 16
     cell_b = (96 // 32) * (320 // 32) + 360 // 32
     outputs = scrfd_outputs([(16, cell_a, 1, box_a, marks_a), (32, cell_b, 0, box_b, marks_b)], 320)
@@ -84,8 +90,12 @@ def test_yunet_decoding_matches_opencv_face_detector(photo_paths):
     image = cv2.imread(str(photo_paths["astronaut.png"]))
     canvas = np.zeros((640, 640, 3), np.uint8)
     canvas[:512, :512] = image
-    session = ort.InferenceSession(str(serving_path(settings, settings.detector_model)), providers=["CPUExecutionProvider"])
-    outputs = dict(zip(DETECTOR_OUTPUTS, session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: canvas[None]})))
+    session = ort.InferenceSession(
+        str(serving_path(settings, settings.detector_model)), providers=["CPUExecutionProvider"]
+    )
+    outputs = dict(
+        zip(DETECTOR_OUTPUTS, session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: canvas[None]}), strict=True)
+    )
     ours = select_faces(decode_yunet(outputs, 0, (640, 640), 0.6), 1.0, (640, 640), FaceFilter(0.6, 0.3, 0, 100))
 
     opencv = cv2.FaceDetectorYN.create(str(settings.model_path / YUNET.filename), "", (640, 640), 0.6, 0.3, 5000)
