@@ -29,7 +29,7 @@ def letterbox_batch(images: list[np.ndarray], canvas: int) -> tuple[np.ndarray, 
         h, w = image.shape[:2]
         scale = letterbox_scale(h, w, canvas)
         if scale < 1.0:
-            size = (min(canvas, round(w * scale)), min(canvas, round(h * scale)))
+            size = (min(canvas, max(1, round(w * scale))), min(canvas, max(1, round(h * scale))))  # 1 px at least
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         batch[i, : image.shape[0], : image.shape[1]] = image
         scales[i] = scale

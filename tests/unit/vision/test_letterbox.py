@@ -14,6 +14,12 @@ def test_large_images_shrink_to_fit_and_small_ones_stay_at_the_top_left_unscaled
     assert (batch[1, :100, :50] == 77).all() and batch[1].sum() == 77 * 100 * 50 * 3
 
 
+def test_extreme_aspect_ratios_keep_at_least_one_pixel():
+    batch, scales = letterbox_batch([np.full((40000, 16, 3), 9, np.uint8)], 640)
+    assert scales[0] == pytest.approx(640 / 40000)
+    assert (batch[0, :, :1] == 9).all()
+
+
 def test_canvas_must_suit_the_detector_stride():
     with pytest.raises(ValueError, match="multiple of 32"):
         letterbox_batch([np.zeros((10, 10, 3), np.uint8)], 630)
