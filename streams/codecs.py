@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import fastavro
@@ -48,7 +49,14 @@ def schema_fingerprint(schema: dict[str, Any]) -> bytes:
 class AvroCodec:
     """Encodes and decodes the records of the facestream schemas."""
 
-    def __init__(self, registry_url: str = "", *, registry_client: Any = None) -> None:
+    def __init__(
+        self,
+        registry_url: str = "",
+        *,
+        registry_client: Any = None,
+        readers: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """``readers``: the schema versions this process writes and reads, by name (default: ``schemas/``)."""
         if registry_client is None and registry_url:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -57,8 +65,9 @@ class AvroCodec:
         self._writers: dict[bytes, dict[str, Any]] = {}
         self._registered: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, dict[str, Any]] = {}
-        for name in schemas.names():
-            self.know(schemas.load(name))
+        self._readers = dict(readers) if readers is not None else {n: schemas.load(n) for n in schemas.names()}
+        for schema in self._readers.values():
+            self.know(schema)
 
     def know(self, writer_schema: dict[str, Any]) -> None:
         """Make records written with ``writer_schema`` (e.g. an older version) decodable."""
@@ -66,7 +75,7 @@ class AvroCodec:
 
     # --- encoding --------------------------------------------------------
     def encode(self, name: str, record: dict[str, Any], *, topic: str = "") -> bytes:
-        schema = schemas.load(name)
+        schema = self._readers[name]
         body = io.BytesIO()
         if self._registry is None:
             body.write(SINGLE_OBJECT_MAGIC + schema_fingerprint(schema))
@@ -80,7 +89,7 @@ class AvroCodec:
         if key not in self._registered:
             from confluent_kafka.schema_registry import Schema
 
-            text = json.dumps(schemas.load_json(name))
+            text = to_parsing_canonical_form(self._readers[name])
             # TopicNameStrategy: the subject every Confluent-aware consumer looks up.
             self._registered[key] = self._registry.register_schema(f"{topic}-value", Schema(text, "AVRO"))
         return self._registered[key]
@@ -98,7 +107,7 @@ class AvroCodec:
         name = short_name(writer)
         if expect is not None and name != expect:
             raise UndecodableRecord(f"expected a {expect} record, got {name}")
-        reader = schemas.load(name) if name in schemas.names() else writer
+        reader = self._readers.get(name, writer)
         offset = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
         try:
             return name, fastavro.schemaless_reader(io.BytesIO(data[offset:]), writer, reader)
