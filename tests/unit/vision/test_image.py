@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.errors import ErrorCode, ImageRejected
 from streams.vision.image import ImageLimits, decode_image, read_header
@@ -151,3 +153,30 @@ def test_jpeg_exif_orientation_is_applied():
     out = decode_image(rotated, LIMITS)
     assert out.shape == (80, 40, 3)  # rotated 90 degrees clockwise for display
     assert out[:8].mean() > 200 and out[-8:].mean() < 50  # the left band is now on top
+
+
+FORMATS = [(".jpg",), (".png",), (".webp",), (".bmp",)]
+
+
+@pytest.fixture(scope="module")
+def small_encodings(photo_bytes) -> list[bytes]:
+    face = cv2.imdecode(np.frombuffer(photo_bytes["astronaut.png"], np.uint8), cv2.IMREAD_COLOR)[40:200, 150:290]
+    return [encode(ext, face) for (ext,) in FORMATS]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, len(FORMATS) - 1),
+    cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_files_decode_or_are_rejected_never_crash(small_encodings, which, cut, flips):
+    data = bytearray(small_encodings[which][: max(1, int(len(small_encodings[which]) * cut))])
+    for where, value in flips:
+        data[min(len(data) - 1, int(len(data) * where))] = value
+    try:
+        image = decode_image(bytes(data), LIMITS)
+    except ImageRejected as exc:
+        assert exc.code in set(ErrorCode)
+    else:
+        assert image.ndim == 3 and image.shape[2] == 3
