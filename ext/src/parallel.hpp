@@ -16,10 +16,12 @@
 
 namespace rerank {
 
-// 0 means one thread per core; never more threads than tasks.
+constexpr std::size_t kMaxThreads = 1024;
+
+// 0 (or less) means one thread per core; never more threads than tasks.
 inline unsigned resolve_threads(long requested, std::size_t tasks) {
     std::size_t n = requested > 0 ? static_cast<std::size_t>(requested) : std::thread::hardware_concurrency();
-    n = std::max<std::size_t>(1, std::min(n, tasks));
+    n = std::max<std::size_t>(1, std::min({n, tasks, kMaxThreads}));
     return static_cast<unsigned>(n);
 }
 
