@@ -84,7 +84,11 @@ class Settings:
     onnx_threads: int = _setting(0, "Intra-op threads of ONNX Runtime; 0 lets it choose.")
     triton_url: str = _setting("127.0.0.1:8001", "Triton gRPC endpoint.")
     triton_timeout_s: float = _setting(10.0, "Per-request timeout of Triton calls.")
-    backend_retries: int = _setting(3, "Retries of a failed backend call before the batch is given up.")
+    backend_retries: int = _setting(
+        3,
+        "Retries of one Triton call on transient gRPC errors; after that the worker backs off and "
+        "retries the batch until the backend answers (good images are never dead-lettered for an outage).",
+    )
     retry_backoff_ms: int = _setting(200, "First retry delay; doubles on each retry.")
 
     # --- re-ranking ------------------------------------------------------
