@@ -250,6 +250,14 @@ async def test_a_request_the_server_rejects_fails_at_once_without_retries(triton
     assert _retry_warnings(caplog) == 0
 
 
+async def test_a_batch_the_model_cannot_take_is_refused_before_the_wire(triton, settings: Settings) -> None:
+    limit = triton.model_info(settings.embedder_model).max_batch_size
+    with pytest.raises(TypeError, match="UINT8"):
+        await triton.infer(settings.embedder_model, np.zeros((1, 112, 112, 3), np.float32))
+    with pytest.raises(ValueError, match=f"exceeds max_batch_size {limit}"):
+        await triton.infer(settings.embedder_model, np.zeros((limit + 1, 112, 112, 3), np.uint8))
+
+
 async def test_is_ready_follows_the_backend_lifecycle(settings: Settings) -> None:
     backend = TritonBackend(settings)
     assert not await backend.is_ready()
