@@ -26,6 +26,7 @@ from streams.inference.triton import TritonBackend
 from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
 from streams.pipeline import FacePipeline
 from streams.vision.letterbox import letterbox_batch
+from tests.fixtures_triton import TritonServerError, triton_server
 from tests.photos import PORTRAITS
 
 pytestmark = pytest.mark.integration
@@ -265,6 +266,18 @@ async def test_is_ready_follows_the_backend_lifecycle(settings: Settings) -> Non
     assert await backend.is_ready()
     await backend.close()
     assert not await backend.is_ready()
+
+
+def test_the_test_server_refuses_a_config_that_disagrees_with_the_graph(tmp_path: Path) -> None:
+    source = ROOT / Settings.from_env(None).model_repository / "face_embedder"
+    model = tmp_path / "face_embedder"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").symlink_to(source / "1" / "model.onnx")
+    config = (source / "config.pbtxt").read_text()
+    (model / "config.pbtxt").write_text(config.replace('name: "embeddings"', 'name: "features"'))
+    with pytest.raises(TritonServerError, match="differ from the ONNX graph"):
+        with triton_server(tmp_path):
+            pass
 
 
 def test_create_backend_picks_the_named_backend_and_rejects_others() -> None:
