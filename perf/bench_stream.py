@@ -1,0 +1,164 @@
+"""Stream throughput against the in-process pipeline, measured side by side in one run.
+
+Pushes N real photographs through a real Kafka broker and a real worker
+(subprocess, in-process ONNX Runtime backend), and reports throughput and
+end-to-end latency (input record timestamp to output record timestamp) p50/p99.
+In the same run, with the same batch size, it measures the in-process
+pipeline's own throughput on the same photos (decode included, as in the
+worker) before and after the stream, and prints stream/pipeline last.
+
+    .venv/bin/python perf/bench_stream.py [--images 400] [--batch 16]
+
+Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts the local broker on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, Producer  # noqa: E402
+
+from streams.codecs import AvroCodec  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.inference import create_backend  # noqa: E402
+from streams.kafka_config import confluent_consumer, confluent_producer  # noqa: E402
+from streams.pipeline import FacePipeline  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
+from tests.kafka_broker import kafka_broker  # noqa: E402
+from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
+from tests.worker_process import WorkerProcess  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_stream.json"
+
+
+async def pipeline_images_per_s(settings: Settings, payloads: list[bytes], n: int) -> float:
+    """Images/s of decode + FacePipeline.process over ``n`` images in batches of ``settings.max_batch``."""
+    pipeline = FacePipeline(create_backend(settings), settings)
+    await pipeline.start()
+    try:
+        batch = settings.max_batch
+        await pipeline.process([pipeline.decode(payloads[0])])  # warm-up
+        start = time.perf_counter()
+        for first in range(0, n, batch):
+            images = [pipeline.decode(payloads[i % len(payloads)]) for i in range(first, min(n, first + batch))]
+            await pipeline.process(images)
+        return n / (time.perf_counter() - start)
+    finally:
+        await pipeline.close()
+
+
+def stream_run(settings: Settings, payloads: list[bytes], n: int, workdir: Path) -> dict:
+    """Publish ``n`` events to a ready worker, read every output; throughput and latencies."""
+    codec = AvroCodec()
+    topic_in, topic_out = settings.topic("images"), settings.topic("embeddings")
+    consumer = Consumer(confluent_consumer(settings, group_id=f"bench-{uuid.uuid4().hex[:6]}"))
+    consumer.subscribe([topic_out])
+    with WorkerProcess(settings, workdir / "worker.log"):
+        # Warm-up: the worker's first batch pays for session start-up and thread pools.
+        warm = _publish(settings, codec, topic_in, payloads, 2 * settings.max_batch, "warm")
+        _collect(consumer, codec, warm)
+        start = time.time()
+        sent = _publish(settings, codec, topic_in, payloads, n, "run")
+        latencies = _collect(consumer, codec, sent)
+        elapsed = time.time() - start
+    consumer.close()
+    lat = np.array(latencies)
+    return {
+        "images": n,
+        "seconds": elapsed,
+        "images_per_s": n / elapsed,
+        "latency_p50_s": float(np.percentile(lat, 50)),
+        "latency_p99_s": float(np.percentile(lat, 99)),
+    }
+
+
+def _publish(
+    settings: Settings, codec: AvroCodec, topic: str, payloads: list[bytes], n: int, prefix: str
+) -> dict[str, float]:
+    """Publish ``n`` events; their ids and produce times (epoch seconds)."""
+    producer = Producer(confluent_producer(settings))
+    sent = {}
+    for i in range(n):
+        event_id = f"{prefix}-{i}"
+        sent[event_id] = time.time()
+        record = {"id": event_id, "image": payloads[i % len(payloads)], "produced_at": int(sent[event_id] * 1000)}
+        producer.produce(topic, key=event_id.encode(), value=codec.encode("ImageEvent", record))
+        producer.poll(0)
+    producer.flush(60)
+    return sent
+
+
+def _collect(consumer: Consumer, codec: AvroCodec, sent: dict[str, float]) -> list[float]:
+    """End-to-end seconds (input produced -> output record timestamp) of every id in ``sent``."""
+    latency: dict[str, float] = {}
+    deadline = time.monotonic() + 600
+    while len(latency) < len(sent) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        image_id = codec.decode(msg.value(), expect="FaceEmbeddings")["image_id"]
+        if image_id in sent:
+            latency[image_id] = msg.timestamp()[1] / 1000.0 - sent[image_id]
+    if len(latency) < len(sent):
+        raise RuntimeError(f"only {len(latency)} of {len(sent)} outputs arrived")
+    return list(latency.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    payloads = [photo_bytes(name) for name in PORTRAITS]
+    run = uuid.uuid4().hex[:6]
+    with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env(
+            kafka_bootstrap_servers=bootstrap,
+            app_id=f"bench-{run}",
+            topic_prefix=f"bench{run}.",
+            max_batch=args.batch,
+            backend="onnx",
+            data_dir=str(Path(tmp) / "worker"),
+        )
+        ensure_topics(settings)
+        before = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
+        print(f"pipeline (before): {before:7.1f} images/s", flush=True)
+        stream = stream_run(settings, payloads, args.images, Path(tmp))
+        print(f"stream:            {stream['images_per_s']:7.1f} images/s  "
+              f"p50 {stream['latency_p50_s'] * 1000:.0f} ms  p99 {stream['latency_p99_s'] * 1000:.0f} ms", flush=True)
+        after = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
+        print(f"pipeline (after):  {after:7.1f} images/s", flush=True)
+    pipeline = (before + after) / 2
+    ratio = stream["images_per_s"] / pipeline
+    report = {
+        "benchmark": "bench_stream",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "batch": args.batch,
+        "pipeline_images_per_s": {"before": before, "after": after},
+        "stream": stream,
+        "stream_over_pipeline": ratio,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    print(f"stream/pipeline throughput ratio (batch {args.batch}): {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
