@@ -13,6 +13,7 @@ from typing import Any
 import faust
 
 from .config import Settings
+from .kafka_auth import confluent_error_handling
 
 SASL_PROTOCOLS = {"SASL_PLAINTEXT", "SASL_SSL"}
 TLS_PROTOCOLS = {"SSL", "SASL_SSL"}
@@ -35,6 +36,7 @@ def confluent_common(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": protocol,
+        **confluent_error_handling(settings),  # refused credentials: one typed error, not endless FAIL lines
     }
     if protocol in SASL_PROTOCOLS:
         conf["sasl.mechanism"] = settings.kafka_sasl_mechanism

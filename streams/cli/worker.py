@@ -17,9 +17,11 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from ..app import create_app
+    from ..kafka_preflight import verify_kafka_credentials
     from ..topics import ensure_topics
 
     settings = Settings.from_env()
+    verify_kafka_credentials(settings)  # wrong credentials: one clear error, before faust's retries and tracebacks
     ensure_topics(settings)
     app = create_app(settings)
     level = (args.loglevel or settings.log_level).lower()

@@ -1,0 +1,51 @@
+"""Before a worker or a command starts: one handshake proving the brokers accept our credentials.
+
+Without it, a wrong password surfaces from faust as "Unable to bootstrap"
+printed with two stack traces; with it, the worker stops at once with one
+:class:`~streams.errors.KafkaAuthenticationFailed` that says what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import SaslAuthenticationFailed
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+from streams.config import Settings
+from streams.kafka_auth import authentication_failed
+from streams.kafka_config import faust_credentials
+
+
+def verify_kafka_credentials(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Authenticate once against the first bootstrap server that answers, exactly as faust's aiokafka will.
+
+    Raises :class:`~streams.errors.KafkaAuthenticationFailed` when the broker
+    refuses; brokers that cannot be reached are left to the clients' own retries.
+    Runs on a private event loop, so the caller's (faust's) loop is left untouched.
+    """
+    auth = credentials_to_aiokafka_auth(faust_credentials(settings))
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_handshake(settings, auth, timeout_s))
+    finally:
+        loop.close()
+
+
+async def _handshake(settings: Settings, auth: Mapping[str, Any], timeout_s: float) -> None:
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **auth)
+        except SaslAuthenticationFailed as exc:
+            raise authentication_failed(settings, str(exc)) from None
+        except ssl.SSLError as exc:  # before OSError, its base: an untrusted or rejected certificate
+            raise authentication_failed(settings, f"TLS handshake failed: {exc.reason or exc}") from None
+        except OSError:
+            continue
+        conn.close()
+        return
