@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from ..errors import KafkaAuthenticationFailed
+
 COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
     "models",
@@ -30,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KafkaAuthenticationFailed as exc:  # not a bug to debug: one line, no stack trace
+        print(f"facestream {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
