@@ -35,55 +35,74 @@ from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 
 
-async def timed(call: Callable[[], Awaitable[object]], repeats: int) -> float:
-    """Median wall seconds of ``repeats`` calls, after one warm-up call."""
-    await call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def cycle(items: np.ndarray | list, n: int):
     """``n`` inputs drawn round-robin from the real ones (a batch of 32 repeats the 5 portraits)."""
     picked = [items[i % len(items)] for i in range(n)]
     return np.stack(picked) if isinstance(items, np.ndarray) else picked
 
 
-async def bench_backend(settings: Settings, batches: list[int], repeats: int) -> list[dict]:
+Call = Callable[[], Awaitable[object]]
+
+
+async def started_pipeline(settings: Settings) -> FacePipeline:
     pipeline = FacePipeline(create_backend(settings), settings.replace(emit_aligned=True))
     await pipeline.start()
+    return pipeline
+
+
+def stage_calls(pipeline: FacePipeline, n: int, images: list, canvas: np.ndarray, faces: np.ndarray) -> dict[str, Call]:
+    """The three measured calls of one backend at batch size ``n``."""
+    settings, backend = pipeline.settings, pipeline.backend
+    return {
+        "detector": lambda: infer_chunked(backend, settings.detector_model, cycle(canvas, n)),
+        "embedder": lambda: infer_chunked(backend, settings.embedder_model, cycle(faces, n)),
+        "pipeline": lambda: pipeline.process(cycle(images, n)),
+    }
+
+
+async def measure(calls: dict[str, Call], repeats: int) -> dict[str, float]:
+    """Median seconds per backend; backends alternate call by call, so a load spike on a
+    shared machine hits all of them alike instead of skewing the ratio."""
+    for call in calls.values():
+        await call()  # warm-up
+    samples: dict[str, list[float]] = {kind: [] for kind in calls}
+    for _ in range(repeats):
+        for kind, call in calls.items():
+            start = time.perf_counter()
+            await call()
+            samples[kind].append(time.perf_counter() - start)
+    return {kind: statistics.median(s) for kind, s in samples.items()}
+
+
+async def bench(backends: list[Settings], batches: list[int], repeats: int) -> list[dict]:
+    pipelines = {s.backend: await started_pipeline(s) for s in backends}
     try:
-        images = [pipeline.decode(photo_bytes(name)) for name in PORTRAITS]
-        canvas, _ = letterbox_batch(images, settings.canvas_size)
-        faces = np.stack([f.aligned for found in await pipeline.process(images) for f in found.faces])
+        reference = pipelines["onnx"]
+        images = [reference.decode(photo_bytes(name)) for name in PORTRAITS]
+        canvas, _ = letterbox_batch(images, reference.settings.canvas_size)
+        faces = np.stack([f.aligned for found in await reference.process(images) for f in found.faces])
         rows = []
         for n in batches:
-            stages = {
-                "detector": lambda n=n: infer_chunked(pipeline.backend, settings.detector_model, cycle(canvas, n)),
-                "embedder": lambda n=n: infer_chunked(pipeline.backend, settings.embedder_model, cycle(faces, n)),
-                "pipeline": lambda n=n: pipeline.process(cycle(images, n)),
-            }
-            for stage, call in stages.items():
-                seconds = await timed(call, repeats)
-                rows.append(
-                    {
-                        "backend": settings.backend,
-                        "stage": stage,
-                        "batch": n,
-                        "seconds_per_batch": seconds,
-                        "items_per_s": n / seconds,
-                        "unit": "faces/s" if stage == "embedder" else "images/s",
-                    }
-                )
-                print(
-                    f"  {settings.backend:6} {stage:8} batch {n:3}: {n / seconds:8.1f} {rows[-1]['unit']}", flush=True
-                )
+            per_backend = {kind: stage_calls(p, n, images, canvas, faces) for kind, p in pipelines.items()}
+            for stage in ("detector", "embedder", "pipeline"):
+                seconds = await measure({kind: calls[stage] for kind, calls in per_backend.items()}, repeats)
+                unit = "faces/s" if stage == "embedder" else "images/s"
+                for kind, s in seconds.items():
+                    rows.append(
+                        {
+                            "backend": kind,
+                            "stage": stage,
+                            "batch": n,
+                            "seconds_per_batch": s,
+                            "items_per_s": n / s,
+                            "unit": unit,
+                        }
+                    )
+                    print(f"  {kind:6} {stage:8} batch {n:3}: {n / s:8.1f} {unit}", flush=True)
         return rows
     finally:
-        await pipeline.close()
+        for p in pipelines.values():
+            await p.close()
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -127,9 +146,7 @@ async def main(argv: list[str] | None = None) -> int:
     backends = [settings.replace(backend="onnx")]
     if args.triton_url:
         backends.append(settings.replace(backend="triton", triton_url=args.triton_url))
-    rows = []
-    for backend_settings in backends:
-        rows += await bench_backend(backend_settings, args.batches, args.repeats)
+    rows = await bench(backends, args.batches, args.repeats)
     overheads = ratios(rows)
     print_table(rows, overheads)
 
@@ -143,7 +160,12 @@ async def main(argv: list[str] | None = None) -> int:
             "onnxruntime": onnxruntime.__version__,
             "providers": onnxruntime.get_available_providers(),
         },
-        "inputs": {"photos": list(PORTRAITS), "canvas": settings.canvas_size, "repeats": args.repeats},
+        "inputs": {
+            "photos": list(PORTRAITS),
+            "canvas": settings.canvas_size,
+            "repeats": args.repeats,
+            "interleaved": True,
+        },
         "results": rows,
         "triton_over_onnx": overheads,
     }
