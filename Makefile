@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .cache/stamps
 
-.PHONY: setup demo test test-unit bench kafka-up kafka-down clean
+.PHONY: setup demo test test-unit bench kafka-up kafka-down triton-up clean
 
 setup: $(STAMP)/install $(STAMP)/models $(STAMP)/photos $(STAMP)/kafka $(STAMP)/triton  ## everything, idempotent
 
@@ -53,6 +53,9 @@ kafka-up: $(STAMP)/kafka
 
 kafka-down:
 	scripts/kafka-local stop
+
+triton-up: $(STAMP)/models $(STAMP)/triton  ## a real Triton server (PyTriton, CPU) on 8000/8001/8002, foreground
+	.venv-triton/bin/python scripts/triton_serve.py --grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 clean:
 	rm -rf build .cache/stamps .pytest_cache

@@ -10,7 +10,7 @@ import pytest
 from streams.config import Settings
 from tests.kafka_broker import kafka_broker
 
-pytest_plugins = ["tests.fixtures_photos"]
+pytest_plugins = ["tests.fixtures_photos", "tests.fixtures_triton"]
 
 
 @pytest.fixture(scope="session")
