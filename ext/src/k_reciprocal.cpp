@@ -24,6 +24,19 @@ struct SparseRow {
     std::vector<double> vals;        // all > 0
 };
 
+// Largest of n >= 1 non-negative values; eight independent maxima so that the loop vectorises.
+double row_maximum(const double* row, std::size_t n) {
+    constexpr std::size_t kLanes = 8;
+    double lane[kLanes] = {};
+    std::size_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+        for (std::size_t l = 0; l < kLanes; ++l) lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
+    double mx = 0.0;
+    for (; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
+    for (double v : lane) mx = v > mx ? v : mx;
+    return mx;
+}
+
 // numpy.around(k1 / 2): halves round to the even neighbour.
 std::size_t half_to_even(std::size_t k1) {
     const std::size_t h = k1 / 2;
@@ -85,8 +98,7 @@ private:
                 const std::size_t i = i0 + r;
                 double* row = block + r * ld;
                 row[i] = 0.0;
-                double mx = 0.0;
-                for (std::size_t j = 0; j < n_; ++j) mx = row[j] > mx ? row[j] : mx;
+                const double mx = row_maximum(row, n_);
                 if (!(mx > 0.0)) throw InvalidInput("all query and gallery rows are identical: distances cannot be scaled");
                 row_max_[i] = mx;
                 smallest_k(row, n_, kmax_, chunk_min[worker], nearest[worker]);
@@ -101,7 +113,9 @@ private:
 
     bool among_first(std::size_t of, std::size_t count, std::int32_t who) const {
         const std::int32_t* nn = nearest(of);
-        return std::find(nn, nn + count, who) != nn + count;
+        bool found = false;
+        for (std::size_t p = 0; p < count; ++p) found |= nn[p] == who;  // no early exit: vectorises
+        return found;
     }
 
     // Sets out to the members of the first `count` neighbours of i that have i among their own first `count`.
@@ -115,8 +129,7 @@ private:
     double scaled_distance(std::size_t i, std::size_t j) const {
         if (i < nq_) return scaled_queries_[i * n_ + j];
         if (i == j) return 0.0;
-        double dot = 0.0;
-        for (std::size_t t = 0; t < d_; ++t) dot += x_[i * d_ + t] * x_[j * d_ + t];
+        const double dot = kern_.dot_f64(x_.data() + i * d_, x_.data() + j * d_, d_);
         return std::max(0.0, sq_[i] + sq_[j] - 2.0 * dot) / row_max_[i];
     }
 
@@ -125,25 +138,37 @@ private:
         v_.assign(n_, SparseRow{});
         const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
         const unsigned nthreads = threads_for(tasks, n_ * k1_ * k1_ * half_);
+        constexpr char kInBase = 1, kInExpansion = 2;
         struct Scratch {
-            std::vector<std::int32_t> base, sorted_base, own, expansion;
+            std::vector<std::int32_t> base, own, expansion;
+            std::vector<char> flags;  // per point: kInBase | kInExpansion, cleared after each row
         };
         std::vector<Scratch> scratch(nthreads);
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
-            auto& [base, sorted_base, own, expansion] = scratch[worker];
+            auto& [base, own, expansion, flags] = scratch[worker];
+            flags.resize(n_, 0);
+            auto add = [&](std::int32_t j) {
+                if (!(flags[static_cast<std::size_t>(j)] & kInExpansion)) {
+                    flags[static_cast<std::size_t>(j)] |= kInExpansion;
+                    expansion.push_back(j);
+                }
+            };
             for (std::size_t i = task * kRowsPerTask; i < std::min(n_, (task + 1) * kRowsPerTask); ++i) {
                 reciprocal(i, k1_, base);
-                sorted_base = base;
-                std::sort(sorted_base.begin(), sorted_base.end());
-                expansion = base;
+                expansion.clear();
+                for (std::int32_t j : base) {
+                    flags[static_cast<std::size_t>(j)] |= kInBase;
+                    add(j);
+                }
                 for (std::int32_t candidate : base) {
                     reciprocal(static_cast<std::size_t>(candidate), half_, own);
                     std::size_t shared = 0;
-                    for (std::int32_t j : own) shared += std::binary_search(sorted_base.begin(), sorted_base.end(), j);
-                    if (double(shared) > 2.0 / 3.0 * double(own.size())) expansion.insert(expansion.end(), own.begin(), own.end());
+                    for (std::int32_t j : own) shared += (flags[static_cast<std::size_t>(j)] & kInBase) != 0;
+                    if (double(shared) > 2.0 / 3.0 * double(own.size()))
+                        for (std::int32_t j : own) add(j);
                 }
+                for (std::int32_t j : expansion) flags[static_cast<std::size_t>(j)] = 0;
                 std::sort(expansion.begin(), expansion.end());
-                expansion.erase(std::unique(expansion.begin(), expansion.end()), expansion.end());
                 SparseRow& row = v_[i];
                 row.cols.assign(expansion.begin(), expansion.end());
                 row.vals.resize(expansion.size());

@@ -18,6 +18,8 @@ struct Kernels {
                     float* out, std::size_t ld);
     // out[r] = x_r . x_r for n rows.
     void (*sqnorm_f32)(const float* x, std::size_t n, std::size_t d, float* out);
+    // a . b over d doubles.
+    double (*dot_f64)(const double* a, const double* b, std::size_t d);
     // Re-lays n rows of x (row-major, d columns) as ceil(n / panel) panels of d x panel values,
     // zero-padded, so that sqdist_f64 reads each panel contiguously.
     void (*pack_panels_f64)(const double* x, std::size_t n, std::size_t d, double* panels);

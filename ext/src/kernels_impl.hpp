@@ -82,6 +82,20 @@ void sqnorm_f32(const float* x, std::size_t n, std::size_t d, float* out) {
     }
 }
 
+double dot_f64(const double* a, const double* b, std::size_t d) {
+    constexpr std::size_t kDW = kVecBytes / sizeof(double);
+    constexpr std::size_t kLanes = 4;  // independent sums, to hide the add latency
+    const std::size_t full = d - d % (kDW * kLanes);
+    VecD acc[kLanes] = {};
+    for (std::size_t t = 0; t < full; t += kDW * kLanes)
+        for (std::size_t l = 0; l < kLanes; ++l) acc[l] += load<VecD>(a + t + l * kDW) * load<VecD>(b + t + l * kDW);
+    double s = 0.0;
+    for (std::size_t l = 0; l < kLanes; ++l)
+        for (std::size_t w = 0; w < kDW; ++w) s += acc[l][w];
+    for (std::size_t t = full; t < d; ++t) s += a[t] * b[t];
+    return s;
+}
+
 void pack_panels_f64(const double* x, std::size_t n, std::size_t d, double* panels) {
     for (std::size_t p0 = 0; p0 < n; p0 += kPanel) {
         double* panel = panels + (p0 / kPanel) * d * kPanel;
@@ -120,6 +134,6 @@ void sqdist_f64(const double* a, const double* a_sq, std::size_t nrows, const do
 
 }  // namespace
 
-extern const Kernels table{RERANK_ISA_NAME, kPanel, dot_f32, sqnorm_f32, pack_panels_f64, sqdist_f64};
+extern const Kernels table{RERANK_ISA_NAME, kPanel, dot_f32, sqnorm_f32, dot_f64, pack_panels_f64, sqdist_f64};
 
 }  // namespace rerank::RERANK_ISA_NS
