@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from streams.errors import ErrorCode, ImageRejected
 from streams.vision.image import ImageLimits, decode_image, read_header
+from tests.bad_inputs import png_claiming
 
 LIMITS = ImageLimits(max_bytes=4 * 1024 * 1024, max_pixels=40_000_000, min_side=16)
 
@@ -28,12 +29,6 @@ def rejection(data: bytes, limits: ImageLimits = LIMITS, content_type: str | Non
     return info.value
 
 
-def png_claiming(width: int, height: int, idat: bytes = b"") -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +117,8 @@ def test_png_bomb_is_rejected_without_allocating_its_pixels():
     child = f"""
 import resource, sys, zlib
 sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
-from tests.unit.vision.test_image import png_claiming, LIMITS
+from tests.bad_inputs import png_claiming
+from tests.unit.vision.test_image import LIMITS
 from streams.vision.image import decode_image
 from streams.errors import ImageRejected
 row = b"\\x00" * (1 + 50000 * 3)
