@@ -19,6 +19,8 @@ COMMANDS = [
     "worker",
     "produce",
     "consume",
+    "enroll",
+    "query",
 ]
 
 

@@ -1,0 +1,324 @@
+"""The rerank agents: ``GalleryEntry``s keep the galleries, ``RerankQuery``s are ranked against them.
+
+Durability and speed are kept apart. The changelog-backed faust table
+``gallery`` holds one key per (gallery, subject) whose value is the entry's
+original Avro bytes: an upsert writes one small record to the changelog, not
+the whole gallery, and a delete writes a tombstone, so compaction keeps exactly
+the live subjects. The query path never reads the table: it reads
+:class:`~streams.gallery.Galleries`, one contiguous float32 matrix per gallery,
+changed row by row as entries arrive and rebuilt from the table only when
+faust has finished recovering it (start-up, rebalance).
+
+Gallery entries and queries are keyed by gallery id with the same partition
+count, so a query is read by the worker that holds its gallery, and the table
+writes each key to the changelog partition of the entry that set it.
+
+Every query gets one ``RerankResult`` (keyed by query id) or one
+``DeadLetter``: UNKNOWN_GALLERY, DIMENSION_MISMATCH, BAD_QUERY, or BAD_EVENT for
+bytes that are not a query. Outputs of a batch are acknowledged by Kafka before
+the batch's offsets can be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+from faust.types import EventT
+
+from .. import metrics, rerank
+from ..context import WorkerContext
+from ..errors import ErrorCode, RecordError
+from ..gallery import DimensionMismatch, Galleries
+from ..logs import log_context, trace_headers, traceparent_from_headers
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "gallery"
+Send = Callable[[str, bytes | None, bytes, dict[str, bytes]], Awaitable[Awaitable[Any]]]
+Ranking = tuple[np.ndarray, np.ndarray]  # (row indices, scores), best first, one query
+
+
+def table_key(gallery_id: str, subject_id: str) -> bytes:
+    """Changelog key of one subject: a JSON pair, unambiguous whatever characters the ids hold."""
+    return json.dumps([gallery_id, subject_id], ensure_ascii=False).encode()
+
+
+def unit_vector(values: Sequence[float], what: str) -> np.ndarray:
+    """``values`` as an L2-normalised float32 vector, so a dot product is the cosine."""
+    vector = np.asarray(values, dtype=np.float32)
+    if vector.size == 0 or not np.isfinite(vector).all():
+        raise ValueError(f"{what} is empty or holds NaN/inf")
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0:
+        raise ValueError(f"{what} is all zeros")
+    return vector / norm
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- ranking methods -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Method:
+    """One ranking method: the parameters a query may set (name -> int or float) and how it ranks."""
+
+    params: Mapping[str, type]
+    rank: Callable[[np.ndarray, np.ndarray, int, dict[str, Any]], Ranking]
+
+    def arguments(self, given: Mapping[str, float]) -> dict[str, Any]:
+        """The query's params as keyword arguments; unknown names and non-integral counts are bad queries."""
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; this method takes {sorted(self.params)}")
+        arguments: dict[str, Any] = {}
+        for name, value in given.items():
+            if self.params[name] is int and not float(value).is_integer():
+                raise ValueError(f"parameter {name} must be an integer, got {value}")
+            arguments[name] = self.params[name](value)
+        return arguments
+
+
+def _cosine(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
+    indices, scores = rerank.cosine_topk(query[None, :], gallery, k, **params)
+    return indices[0], scores[0]
+
+
+def _query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
+    indices, scores = rerank.query_expansion(query[None, :], gallery, k, **params)
+    return indices[0], scores[0]
+
+
+def _k_reciprocal(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
+    distances = rerank.k_reciprocal(query[None, :], gallery, **params)[0]
+    order = np.argsort(distances, kind="stable")[:k]  # ties keep the lower row first, as cosine_topk does
+    return order, 1.0 - distances[order]
+
+
+METHODS: dict[str, Method] = {
+    "cosine": Method({}, _cosine),
+    "k_reciprocal": Method({"k1": int, "k2": int, "lambda_value": float}, _k_reciprocal),
+    "query_expansion": Method({"alpha": float, "neighbours": int}, _query_expansion),
+}
+
+
+# --- the two agents' work --------------------------------------------------
+
+
+class GalleryKeeper:
+    """Applies ``GalleryEntry`` records to the changelog table and to the matrices, and rebuilds these after recovery."""
+
+    def __init__(self, ctx: WorkerContext, table: faust.Table, galleries: Galleries, lock: asyncio.Lock) -> None:
+        self.ctx = ctx
+        self.table = table
+        self.galleries = galleries
+        self.lock = lock
+
+    async def apply(self, event: EventT) -> None:
+        """Apply one entry (called inside the event's stream iteration: the table needs it for the partition)."""
+        record = self.ctx.codec.decode(event.message.value, expect="GalleryEntry")
+        gallery_id, subject = record["gallery_id"], record["subject_id"]
+        if event.message.key != gallery_id.encode():
+            raise RecordError(ErrorCode.BAD_EVENT, f"record key {event.message.key!r} is not the gallery id {gallery_id!r}")
+        key = table_key(gallery_id, subject)
+        async with self.lock:  # no query reads a matrix while it changes
+            if record["op"] == "DELETE":
+                left = self.galleries.delete(gallery_id, subject)
+                if key in self.table:
+                    del self.table[key]
+                self._publish_size(gallery_id, len(left) if left else 0)
+                return
+            try:
+                embedding = unit_vector(record["embedding"], "the embedding")
+            except ValueError as exc:
+                raise RecordError(ErrorCode.BAD_EVENT, str(exc)) from None
+            try:
+                gallery = self.galleries.upsert(gallery_id, subject, embedding)
+            except DimensionMismatch as exc:
+                raise RecordError(ErrorCode.DIMENSION_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
+            self.table[key] = event.message.value
+            self._publish_size(gallery_id, len(gallery))
+
+    async def rebuild(self) -> None:
+        """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment."""
+        async with self.lock:
+            before = set(self.galleries)
+            self.galleries.clear()
+            for value in self.table.values():
+                record = self.ctx.codec.decode(value, expect="GalleryEntry")
+                self.galleries.upsert(
+                    record["gallery_id"], record["subject_id"], unit_vector(record["embedding"], "a stored embedding")
+                )
+            for gallery_id in before - set(self.galleries):
+                self._publish_size(gallery_id, 0)
+            for gallery_id in self.galleries:
+                self._publish_size(gallery_id, len(self.galleries.get(gallery_id)))
+        log.info("galleries rebuilt from the table: %s", {g: len(self.galleries.get(g)) for g in self.galleries})
+
+    @staticmethod
+    def _publish_size(gallery_id: str, size: int) -> None:
+        if size:
+            metrics.GALLERY_SIZE.labels(gallery=gallery_id).set(size)
+        else:
+            try:
+                metrics.GALLERY_SIZE.remove(gallery_id)
+            except KeyError:
+                pass
+
+
+class QueryRanker:
+    """Answers one ``RerankQuery``: join with its gallery (or inline candidates), rank, build the result."""
+
+    def __init__(self, ctx: WorkerContext, galleries: Galleries, lock: asyncio.Lock) -> None:
+        self.ctx = ctx
+        self.galleries = galleries
+        self.lock = lock
+
+    async def answer(self, event: EventT) -> dict[str, Any]:
+        """The ``RerankResult`` record of one query event; a :class:`RecordError` says why there is none."""
+        message = event.message
+        record = self.ctx.codec.decode(message.value, expect="RerankQuery")
+        method = METHODS[record["method"]]
+        try:
+            arguments = method.arguments(record["params"])
+            query = unit_vector(record["embedding"], "the query embedding")
+        except ValueError as exc:
+            raise RecordError(ErrorCode.BAD_QUERY, str(exc)) from None
+        if record["top_k"] < 1:
+            raise RecordError(ErrorCode.BAD_QUERY, f"top_k must be at least 1, got {record['top_k']}")
+
+        async with self.lock:  # the matrix must not change while the re-ranker reads it
+            joined = time.perf_counter()
+            ids, matrix = self._candidates(record, message.key)
+            if matrix.shape[1] != query.shape[0]:
+                raise RecordError(
+                    ErrorCode.DIMENSION_MISMATCH,
+                    f"query of dimension {query.shape[0]}, candidates of dimension {matrix.shape[1]}",
+                )
+            computed = time.perf_counter()
+            k = min(record["top_k"], len(ids))
+            try:
+                rows, scores = await asyncio.get_running_loop().run_in_executor(
+                    None, method.rank, query, matrix, k, arguments
+                )
+            except ValueError as exc:
+                raise RecordError(ErrorCode.BAD_QUERY, f"{record['method']}: {exc}") from None
+            done = time.perf_counter()
+            matches = [
+                {"id": ids[row], "score": float(score)}
+                for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
+                if record["threshold"] is None or score >= record["threshold"]
+            ]
+        metrics.RERANK_SECONDS.labels(method=record["method"]).observe(done - computed)
+        return {
+            "query_id": record["query_id"],
+            "gallery_id": record["gallery_id"],
+            "matches": [{**m, "rank": rank} for rank, m in enumerate(matches, start=1)],
+            "method": record["method"],
+            "gallery_size": len(ids),
+            "join_us": round((computed - joined) * 1e6),
+            "compute_us": round((done - computed) * 1e6),
+            "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
+            "processed_at": now_ms(),
+        }
+
+    def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Sequence[str], np.ndarray]:
+        """(ids, matrix) to rank: the inline candidates, else the stored gallery (no copy)."""
+        candidates = record["candidates"]
+        if candidates is not None:
+            if not candidates:
+                raise RecordError(ErrorCode.BAD_QUERY, "candidates is an empty list")
+            if len({len(c["embedding"]) for c in candidates}) != 1:
+                raise RecordError(ErrorCode.DIMENSION_MISMATCH, "inline candidates have different dimensions")
+            try:
+                matrix = np.stack([unit_vector(c["embedding"], f"candidate {c['id']!r}") for c in candidates])
+            except ValueError as exc:
+                raise RecordError(ErrorCode.BAD_QUERY, str(exc)) from None
+            return [c["id"] for c in candidates], matrix
+        gallery_id = record["gallery_id"]
+        if key != gallery_id.encode():
+            # Keyed otherwise, the query may sit on another partition than its gallery.
+            raise RecordError(ErrorCode.BAD_QUERY, f"record key {key!r} is not the gallery id {gallery_id!r}")
+        gallery = self.galleries.get(gallery_id)
+        if gallery is None:
+            raise RecordError(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r} on this worker's partitions")
+        return gallery.ids, gallery.matrix
+
+
+# --- wiring ----------------------------------------------------------------
+
+
+def dead_letter(ctx: WorkerContext, event: EventT, error: RecordError) -> bytes:
+    """The ``DeadLetter`` value of a record this module cannot use."""
+    message = event.message
+    with log_context(traceparent=traceparent_from_headers(message.headers)):
+        log.info("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+    metrics.DLQ_TOTAL.labels(error_code=error.code.value).inc()
+    record = {
+        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
+        "key": message.key,
+        "value": message.value,
+        "error_code": error.code.value,
+        "message": error.message,
+        "at": now_ms(),
+    }
+    return ctx.codec.encode("DeadLetter", record, topic=ctx.topics.dlq)
+
+
+def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
+    """Declare the gallery table and the ``gallery`` and ``rerank`` agents on ``app``."""
+    topics = ctx.topics
+    settings = ctx.settings
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    outputs = {name: app.topic(name, **raw) for name in (topics.rerank_results, topics.dlq)}
+    table = app.Table(
+        TABLE_NAME,
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=bytes,  # bytes in and out: faust's "raw" codec, the same on writes and on recovery
+        value_type=bytes,
+        help="GalleryEntry bytes by [gallery id, subject id]; the changelog the galleries recover from.",
+    )
+    galleries = Galleries()
+    lock = asyncio.Lock()
+    keeper = GalleryKeeper(ctx, table, galleries, lock)
+    ranker = QueryRanker(ctx, galleries, lock)
+    table.on_recover(keeper.rebuild)
+
+    async def send(topic: str, event: EventT, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        headers = trace_headers(traceparent_from_headers(event.message.headers))
+        return await outputs[topic].send(key=key, value=value, headers=headers)
+
+    async def gallery(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                await keeper.apply(event)
+            except RecordError as exc:
+                await (await send(topics.dlq, event, event.message.key, dead_letter(ctx, event, exc)))
+
+    async def rerank_queries(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
+            pending = []
+            for event in events:
+                try:
+                    result = await ranker.answer(event)
+                except RecordError as exc:
+                    pending.append(await send(topics.dlq, event, event.message.key, dead_letter(ctx, event, exc)))
+                else:
+                    value = ctx.codec.encode("RerankResult", result, topic=topics.rerank_results)
+                    pending.append(await send(topics.rerank_results, event, result["query_id"].encode(), value))
+            # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
+            await asyncio.gather(*pending)
+
+    app.agent(app.topic(topics.gallery, **raw), name="gallery")(gallery)
+    app.agent(app.topic(topics.queries, **raw), name="rerank")(rerank_queries)

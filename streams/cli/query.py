@@ -1,0 +1,119 @@
+"""``facestream query PATH --gallery G``: rank a photo's face against a gallery and print the ``RerankResult``.
+
+The photo's largest face is embedded in-process, published as a
+``RerankQuery`` keyed by the gallery id, and the answer with the same query id
+is awaited on the results topic. A query the worker dead-letters (unknown
+gallery, wrong dimension, bad parameters) is answered on the dead-letter
+topic instead: it is printed as an error object and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from typing import Any
+
+from ..config import Settings
+from .enroll import embed_photos, gallery_keyed_producer, largest_face
+
+METHODS = ("cosine", "k_reciprocal", "query_expansion")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("query", help="rank a photo's face against a gallery")
+    parser.add_argument("path", metavar="PATH", help="photo of the face to look up")
+    parser.add_argument("--gallery", required=True, help="gallery id")
+    parser.add_argument("--top-k", type=int, default=5, help="most matches (default 5)")
+    parser.add_argument("--method", choices=METHODS, default="cosine", help="ranking method (default cosine)")
+    parser.add_argument("--threshold", type=float, help="drop matches scoring below this")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter, e.g. k1=20 (repeatable)"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
+    parser.set_defaults(func=run)
+
+
+def parse_params(items: list[str]) -> dict[str, float]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            params[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise SystemExit(f"facestream query: --param expects NAME=NUMBER, got {item!r}")
+    return params
+
+
+def fail(error: dict[str, Any]) -> int:
+    print(json.dumps({"error": error}), flush=True)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    params = parse_params(args.param)
+    (result,) = embed_photos([args.path])
+    if "error" in result:
+        return fail(result["error"])
+    face = largest_face(result)
+    if face is None:
+        return fail({"code": "NO_FACE", "message": f"no face found in {args.path}"})
+    settings = Settings.from_env()
+    query = {
+        "query_id": uuid.uuid4().hex,
+        "gallery_id": args.gallery,
+        "candidates": None,
+        "embedding": face["embedding"],
+        "top_k": args.top_k,
+        "threshold": args.threshold,
+        "method": args.method,
+        "params": params,
+        "produced_at": int(time.time() * 1000),
+    }
+    return ask(settings, query, args.timeout)
+
+
+def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
+    """Publish ``query``, then print its result (exit 0) or its dead letter or a timeout (exit 1)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from ..codecs import AvroCodec
+    from ..errors import RecordError
+    from ..kafka_config import confluent_consumer
+    from .consume import printable
+
+    codec = AvroCodec(settings.schema_registry_url)
+    results, dlq, queries = settings.topic("rerank-results"), settings.topic("dlq"), settings.topic("queries")
+    consumer = Consumer(confluent_consumer(settings, group_id=f"facestream-query-{query['query_id'][:8]}"))
+    try:
+        # Start at today's ends, fixed before the query is sent: the answer cannot slip in before we listen.
+        start = []
+        for topic in (results, dlq):
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                start.append(TopicPartition(topic, partition, high))
+        consumer.assign(start)
+        producer = gallery_keyed_producer(settings)
+        producer.produce(queries, key=query["gallery_id"].encode(), value=codec.encode("RerankQuery", query, topic=queries))
+        if producer.flush(10):
+            return fail({"code": "NOT_SENT", "message": "the query was not acknowledged by Kafka within 10 s"})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            try:
+                name, record = codec.decode_named(msg.value())
+                if name == "RerankResult" and record["query_id"] == query["query_id"]:
+                    print(json.dumps(printable(record, full=True)), flush=True)
+                    return 0
+                if name == "DeadLetter" and codec.decode(record["value"] or b"", expect="RerankQuery")["query_id"] == query["query_id"]:
+                    return fail({"code": record["error_code"], "message": record["message"]})
+            except RecordError:
+                continue  # someone else's record
+        return fail({"code": "TIMEOUT", "message": f"no answer to query {query['query_id']} within {timeout_s:g} s"})
+    finally:
+        consumer.close()
