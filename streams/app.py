@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 
 from .agents.embed import register_embed_agent
+from .agents.rerank import register_rerank_agents
 from .config import Settings
 from .context import WorkerContext
 from .kafka_config import faust_broker_url, faust_credentials
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     ctx = WorkerContext.from_settings(settings)
     app.facestream = ctx
     register_embed_agent(app, ctx)
+    register_rerank_agents(app, ctx)
     readiness = Readiness(app, ctx.pipeline.backend)
     install_web(app, readiness)
     install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
