@@ -85,10 +85,8 @@ class InMemoryRegistry:
         self.by_id: dict[int, Schema] = {}
 
     def register_schema(self, subject: str, schema: Schema) -> int:
-        for schema_id, known in self.by_id.items():
-            if known.schema_str == schema.schema_str:
-                break
-        else:
+        schema_id = next((i for i, known in self.by_id.items() if known.schema_str == schema.schema_str), None)
+        if schema_id is None:
             schema_id = len(self.by_id) + 1
             self.by_id[schema_id] = schema
         self.subjects.setdefault(subject, []).append(schema_id)

@@ -1,7 +1,6 @@
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -12,7 +11,6 @@ from hypothesis import strategies as st
 
 from streams.errors import ErrorCode, ImageRejected
 from streams.vision.image import ImageLimits, decode_image, read_header
-from tests.bad_inputs import png_claiming
 
 LIMITS = ImageLimits(max_bytes=4 * 1024 * 1024, max_pixels=40_000_000, min_side=16)
 
