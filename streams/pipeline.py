@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streams import metrics
 from streams.config import Settings
 from streams.inference.backend import InferenceBackend
 from streams.models.catalog import SFACE, YUNET
@@ -57,7 +58,10 @@ class ModelIdentity:
 async def infer_chunked(backend: InferenceBackend, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
     """Run ``model`` on a batch of any size, in pieces of the backend's max batch size, outputs concatenated."""
     step = backend.model_info(model).max_batch_size or len(batch)
-    parts = [await backend.infer(model, batch[i : i + step]) for i in range(0, len(batch), step)]
+    parts = []
+    for i in range(0, len(batch), step):
+        with metrics.INFERENCE_SECONDS.labels(model=model).time():  # one backend call: facestream_inference_seconds
+            parts.append(await backend.infer(model, batch[i : i + step]))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
