@@ -60,6 +60,11 @@ class WorkerProcess:
         except (OSError, ValueError):
             return 0, {}
 
+    def metrics(self) -> str:
+        """The Prometheus exposition served at ``/metrics``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
