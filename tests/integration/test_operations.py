@@ -1,0 +1,203 @@
+"""What operators see, on a real broker with real workers: /metrics after real traffic, lag, /readyz.
+
+* After real photos, a bad input, a gallery and a query flow through a worker,
+  every facestream metric is on /metrics with values that match the traffic.
+* A worker whose Triton server is unreachable is "paused": /readyz says 503
+  and names the backend, the lag gauge climbs with every event produced; once
+  the server is reachable the same worker reports 200, catches up, and the lag
+  returns to 0. The server is the real Triton of tests/fixtures_triton.py,
+  reached through a local TCP relay that refuses connections until opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.topics import TopicNames, ensure_topics
+from tests.kafka_broker import REPO, free_port
+from tests.photos import NO_FACE, PORTRAITS
+from tests.topic_reader import read_topic
+from tests.worker_process import WorkerProcess, settings_env
+
+pytestmark = pytest.mark.integration
+
+
+def facestream(settings, *args: str) -> subprocess.CompletedProcess:
+    """The real CLI with ``settings`` as its environment."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def samples(worker: WorkerProcess) -> dict[tuple[str, frozenset], float]:
+    """Every sample of the worker's /metrics: (name, labels) -> value."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(worker.metrics())
+        for s in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found[(name, frozenset(labels.items()))]
+
+
+def lag(worker: WorkerProcess, topic: str) -> float | None:
+    """Sum of the lag gauge over the partitions of ``topic``; None while no partition is reported."""
+    values = [v for (n, l), v in samples(worker).items() if n == "facestream_consumer_lag" and dict(l)["topic"] == topic]
+    return sum(values) if values else None
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout_s} s; worker log:\n{worker.tail()}")
+        time.sleep(0.5)
+
+
+def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, tmp_path):
+    settings = stream_settings.replace(max_batch=4, max_wait_ms=200, lag_interval_s=1.0)
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo_bytes["obama.jpg"][: len(photo_bytes["obama.jpg"]) // 2])
+    images = [photo_paths[n] for n in (*PORTRAITS, NO_FACE)] + [truncated]
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        facestream(settings, "produce", "--no-progress", *map(str, images))
+        read_topic(settings, topics.embeddings, until=lambda r: len(r) >= len(PORTRAITS) + 1)
+        read_topic(settings, topics.dlq, until=lambda r: len(r) >= 1)
+        facestream(settings, "enroll", str(photo_paths["obama.jpg"]), str(photo_paths["biden.jpg"]), "--gallery", "ops")
+        facestream(settings, "query", str(photo_paths["obama2.jpg"]), "--gallery", "ops", "--timeout", "60")
+        wait_for("lag 0", lambda: lag(worker, topics.images) == 0, 30, worker)
+        worker.readyz()  # the readiness probe refreshes facestream_backend_up
+        found = samples(worker)
+
+    events = len(images)
+    assert value(found, "facestream_images_total", result="ok") == len(PORTRAITS)
+    assert value(found, "facestream_images_total", result="no_face") == 1
+    assert value(found, "facestream_images_total", result="dlq") == 1
+    assert value(found, "facestream_dlq_total", error_code="TRUNCATED_IMAGE") == 1
+    assert value(found, "facestream_faces_total") == len(PORTRAITS)  # one face per portrait
+
+    # every event in exactly one batch, no batch above max_batch
+    assert value(found, "facestream_batch_size_sum") == events
+    assert value(found, "facestream_batch_size_count") >= events / settings.max_batch
+    assert value(found, "facestream_batch_size_bucket", le="4.0") == value(found, "facestream_batch_size_count")
+
+    for stage in ("decode", "detect", "align", "embed", "produce"):
+        count = value(found, "facestream_stage_seconds_count", stage=stage)
+        total = value(found, "facestream_stage_seconds_sum", stage=stage)
+        assert count >= 1 and 0 < total < 60 * count, (stage, count, total)
+    for model in (settings.detector_model, settings.embedder_model):
+        count = value(found, "facestream_inference_seconds_count", model=model)
+        assert count >= 1 and 0 < value(found, "facestream_inference_seconds_sum", model=model) < 60 * count
+
+    assert value(found, "facestream_end_to_end_seconds_count") == events
+    mean_e2e = value(found, "facestream_end_to_end_seconds_sum") / events
+    assert 0 < mean_e2e < 120, mean_e2e
+
+    assert value(found, "facestream_gallery_size", gallery="ops") == 2
+    assert value(found, "facestream_rerank_seconds_count", method="cosine") == 1
+    assert value(found, "facestream_backend_up", backend="onnx") == 1
+    partitions = {dict(l)["partition"] for (n, l) in found if n == "facestream_consumer_lag" and dict(l)["topic"] == topics.images}
+    assert partitions == {str(p) for p in range(settings.topic_partitions)}  # one worker holds them all
+    assert value(found, "process_cpu_seconds_total") > 0
+    assert value(found, "process_resident_memory_bytes") > 50 * 2**20
+
+
+class Relay:
+    """127.0.0.1:<port> refuses connections until :meth:`open`; then it forwards each one to ``target``."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.target = (host, int(port))
+        self.port = free_port()
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        target = self.target
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.create_connection(target) as upstream:
+                    back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+                    back.start()
+                    _pump(self.request, upstream)
+                    back.join()
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Forward)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def test_unreachable_triton_pauses_the_worker_then_it_catches_up(stream_settings, photo_paths, triton_url, tmp_path):
+    relay = Relay(triton_url)
+    settings = stream_settings.replace(
+        backend="triton", triton_url=relay.url, triton_timeout_s=2.0, retry_backoff_ms=100,
+        lag_interval_s=1.0, max_batch=4, max_wait_ms=100,
+    )
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        def backend_down_with_partitions() -> bool:
+            status, body = worker.readyz()
+            checks = {c["name"]: c for c in body.get("checks", [])}
+            return status == 503 and checks["partitions"]["ok"] and not checks["backend"]["ok"]
+
+        wait_for("503 naming the backend", backend_down_with_partitions, 120, worker)
+        status, body = worker.readyz()
+        assert body["ready"] is False
+        assert [c["name"] for c in body["checks"] if not c["ok"]] == ["backend"]
+        assert value(samples(worker), "facestream_backend_up", backend="triton") == 0
+
+        names = sorted(PORTRAITS)
+        facestream(settings, "produce", "--no-progress", *(str(photo_paths[n]) for n in names))
+        wait_for("lag to reach the events produced", lambda: lag(worker, topics.images) == len(names), 30, worker)
+        time.sleep(3)  # still paused: nothing processed, nothing committed
+        assert lag(worker, topics.images) == len(names)
+        assert worker.readyz()[0] == 503
+
+        relay.open()
+        wait_for("/readyz 200", lambda: worker.readyz()[0] == 200, 90, worker)
+        embeddings = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= len(names))
+        assert sorted(r.record["image_id"] for r in embeddings) == names
+        wait_for("lag back to 0", lambda: lag(worker, topics.images) == 0, 30, worker)
+        assert value(samples(worker), "facestream_backend_up", backend="triton") == 1
+    finally:
+        worker.stop()
+        relay.close()
