@@ -24,16 +24,17 @@ struct SparseRow {
     std::vector<double> vals;        // all > 0
 };
 
-// Largest of n >= 1 non-negative values; eight independent maxima so that the loop vectorises.
-double row_maximum(const double* row, std::size_t n) {
-    constexpr std::size_t kLanes = 8;
-    double lane[kLanes] = {};
+// Largest of n >= 1 non-negative values; independent lane maxima so that the loop vectorises.
+template <class T>
+T row_maximum(const T* row, std::size_t n) {
+    constexpr std::size_t kLanes = 16;
+    T lane[kLanes] = {};
     std::size_t j = 0;
     for (; j + kLanes <= n; j += kLanes)
         for (std::size_t l = 0; l < kLanes; ++l) lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
-    double mx = 0.0;
+    T mx = 0;
     for (; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
-    for (double v : lane) mx = v > mx ? v : mx;
+    for (T v : lane) mx = v > mx ? v : mx;
     return mx;
 }
 
@@ -52,19 +53,17 @@ public:
         half_ = std::min(half_to_even(k1) + 1, n_);
         qe_ = k2 == 1 ? 1 : std::min(k2, n_);
         kmax_ = std::max(k1_, qe_);
-        x_.resize(n_ * d_);
-        std::copy(q.data, q.data + q.rows * d_, x_.begin());
-        std::copy(g.data, g.data + g.rows * d_, x_.begin() + static_cast<std::ptrdiff_t>(q.rows * d_));
+        xf_.resize(n_ * d_);
+        std::copy(q.data, q.data + q.rows * d_, xf_.begin());
+        std::copy(g.data, g.data + g.rows * d_, xf_.begin() + static_cast<std::ptrdiff_t>(q.rows * d_));
+        x_.assign(xf_.begin(), xf_.end());
         sq_.resize(n_);
-        for (std::size_t i = 0; i < n_; ++i) {
-            double s = 0.0;
-            for (std::size_t t = 0; t < d_; ++t) s += x_[i * d_ + t] * x_[i * d_ + t];
-            sq_[i] = s;
-        }
+        for (std::size_t i = 0; i < n_; ++i) sq_[i] = kern_.dot_f64(x_.data() + i * d_, x_.data() + i * d_, d_);
     }
 
     void run(double lambda, float* out) {
         nearest_neighbours();
+        half_sets();
         encode();
         if (qe_ > 1) expand_queries();
         jaccard(lambda, out);
@@ -75,36 +74,107 @@ private:
         return resolve_threads(threads_, std::min(tasks, std::max<std::size_t>(1, work >> 20)));
     }
 
+    // Exact squared distance between points i and j, from the double copies.
+    double exact_sqdist(std::size_t i, std::size_t j) const {
+        if (i == j) return 0.0;
+        const double dot = kern_.dot_f64(x_.data() + i * d_, x_.data() + j * d_, d_);
+        return std::max(0.0, sq_[i] + sq_[j] - 2.0 * dot);
+    }
+
     // Row maxima, the kmax_ nearest of every point, and the scaled query rows.
+    //
+    // Query rows are computed in double (they are returned). The other rows are computed
+    // in float32, twice as fast, and then made exact: delta bounds the float32 error, so
+    // the true kmax_ nearest are among the values within 2 delta of the float32 kmax_-th
+    // and the true maximum among those within 2 delta of the float32 maximum; those few
+    // are recomputed in double and selected again. Ranks are thus those of double distances.
     void nearest_neighbours() {
-        const std::size_t panel = kern_.panel;
-        const std::size_t ld = (n_ + panel - 1) / panel * panel;
-        std::vector<double> panels(ld * d_);
-        kern_.pack_panels_f64(x_.data(), n_, d_, panels.data());
         row_max_.resize(n_);
         neighbours_.resize(n_ * kmax_);
+        neighbour_sq_.resize(n_ * kmax_);
         scaled_queries_.resize(nq_ * n_);
+        const double max_sq = *std::max_element(sq_.begin(), sq_.end());
+        // Beyond this, float32 squares could overflow: every row is then computed in double.
+        const std::size_t exact_rows = max_sq < 1e30 ? nq_ : n_;
+        const double delta_per_sq = 4.0 * double(d_ + 4) * std::ldexp(1.0, -24);
 
-        const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
+        const std::size_t ld64 = padded<double>(n_), ld32 = padded<float>(n_);
+        std::vector<double> panels64(ld64 * d_);
+        kern_.f64.pack(x_.data(), n_, d_, panels64.data());
+        std::vector<float> panels32, sq32;
+        if (exact_rows < n_) {
+            panels32.resize(ld32 * d_);
+            kern_.f32.pack(xf_.data(), n_, d_, panels32.data());
+            sq32.assign(sq_.begin(), sq_.end());
+        }
+
+        const std::size_t exact_tasks = (exact_rows + kRowsPerTask - 1) / kRowsPerTask;
+        const std::size_t tasks = exact_tasks + (n_ - exact_rows + kRowsPerTask - 1) / kRowsPerTask;
         const unsigned nthreads = threads_for(tasks, n_ * n_ * d_);
-        std::vector<std::vector<double>> rows(nthreads, std::vector<double>(kRowsPerTask * ld));
-        std::vector<std::vector<double>> chunk_min(nthreads);
-        std::vector<std::vector<Ranked<double>>> nearest(nthreads);
+        struct Scratch {
+            std::vector<double> rows64, chunk_min64;
+            std::vector<float> rows32, chunk_min32;
+            std::vector<Ranked<double>> best64;
+            std::vector<Ranked<float>> best32;
+            std::vector<std::int32_t> low, high;  // candidates for the nearest and for the farthest
+        };
+        std::vector<Scratch> scratch(nthreads);
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
-            const std::size_t i0 = task * kRowsPerTask, m = std::min(kRowsPerTask, n_ - i0);
-            double* block = rows[worker].data();
-            kern_.sqdist_f64(x_.data() + i0 * d_, sq_.data() + i0, m, panels.data(), sq_.data(), n_, d_, block, ld);
+            Scratch& s = scratch[worker];
+            const bool exact = task < exact_tasks;
+            const std::size_t i0 = exact ? task * kRowsPerTask : exact_rows + (task - exact_tasks) * kRowsPerTask;
+            const std::size_t m = std::min(kRowsPerTask, (exact ? exact_rows : n_) - i0);
+            if (exact) {
+                s.rows64.resize(kRowsPerTask * ld64);
+                kern_.f64.sqdist(x_.data() + i0 * d_, sq_.data() + i0, m, panels64.data(), sq_.data(), n_, d_,
+                                 s.rows64.data(), ld64);
+            } else {
+                s.rows32.resize(kRowsPerTask * ld32);
+                kern_.f32.sqdist(xf_.data() + i0 * d_, sq32.data() + i0, m, panels32.data(), sq32.data(), n_, d_,
+                                 s.rows32.data(), ld32);
+            }
             for (std::size_t r = 0; r < m; ++r) {
                 const std::size_t i = i0 + r;
-                double* row = block + r * ld;
-                row[i] = 0.0;
-                const double mx = row_maximum(row, n_);
+                double mx;
+                if (exact) {
+                    double* row = s.rows64.data() + r * ld64;
+                    row[i] = 0.0;
+                    mx = row_maximum(row, n_);
+                    smallest_k(row, n_, kmax_, s.chunk_min64, s.best64);
+                    if (i < nq_)
+                        for (std::size_t j = 0; j < n_; ++j) scaled_queries_[i * n_ + j] = row[j] / mx;
+                } else {
+                    float* row = s.rows32.data() + r * ld32;
+                    row[i] = 0.0f;
+                    const double delta = delta_per_sq * (sq_[i] + max_sq);
+                    smallest_k(row, n_, kmax_, s.chunk_min32, s.best32);
+                    const double limit = double(s.best32[kmax_ - 1].value) + 2.0 * delta;
+                    const double floor = double(row_maximum(row, n_)) - 2.0 * delta;
+                    s.low.resize(n_);
+                    s.high.resize(n_);
+                    std::size_t lows = 0, highs = 0;
+                    for (std::size_t j = 0; j < n_; ++j) {  // branch-free, like smallest_k
+                        const double v = row[j];
+                        s.low[lows] = s.high[highs] = static_cast<std::int32_t>(j);
+                        lows += v <= limit;
+                        highs += v >= floor;
+                    }
+                    s.best64.clear();
+                    for (std::size_t e = 0; e < lows; ++e) {
+                        const auto j = static_cast<std::size_t>(s.low[e]);
+                        s.best64.push_back({exact_sqdist(i, j), static_cast<std::int64_t>(j)});
+                    }
+                    TopK<double>::select_best(s.best64, kmax_);
+                    mx = 0.0;
+                    for (std::size_t e = 0; e < highs; ++e)
+                        mx = std::max(mx, exact_sqdist(i, static_cast<std::size_t>(s.high[e])));
+                }
                 if (!(mx > 0.0)) throw InvalidInput("all query and gallery rows are identical: distances cannot be scaled");
                 row_max_[i] = mx;
-                smallest_k(row, n_, kmax_, chunk_min[worker], nearest[worker]);
-                for (std::size_t p = 0; p < kmax_; ++p) neighbours_[i * kmax_ + p] = static_cast<std::int32_t>(nearest[worker][p].index);
-                if (i < nq_)
-                    for (std::size_t j = 0; j < n_; ++j) scaled_queries_[i * n_ + j] = row[j] / mx;
+                for (std::size_t p = 0; p < kmax_; ++p) {
+                    neighbours_[i * kmax_ + p] = static_cast<std::int32_t>(s.best64[p].index);
+                    neighbour_sq_[i * kmax_ + p] = s.best64[p].value;
+                }
             }
         });
     }
@@ -126,11 +196,29 @@ private:
                 out.push_back(nearest(i)[p]);
     }
 
+    // Most of the points a row's V covers are among its nearest, whose distances are kept.
     double scaled_distance(std::size_t i, std::size_t j) const {
         if (i < nq_) return scaled_queries_[i * n_ + j];
-        if (i == j) return 0.0;
-        const double dot = kern_.dot_f64(x_.data() + i * d_, x_.data() + j * d_, d_);
-        return std::max(0.0, sq_[i] + sq_[j] - 2.0 * dot) / row_max_[i];
+        const std::int32_t* nn = nearest(i);
+        for (std::size_t p = 0; p < kmax_; ++p)
+            if (nn[p] == static_cast<std::int32_t>(j)) return neighbour_sq_[i * kmax_ + p] / row_max_[i];
+        return exact_sqdist(i, j) / row_max_[i];
+    }
+
+    // The reciprocal set over half_ of every point, computed once: encode() consults
+    // the set of each member of a point's own set, so each is wanted many times.
+    void half_sets() {
+        half_set_.resize(n_ * half_);
+        half_count_.resize(n_);
+        const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
+        std::vector<std::vector<std::int32_t>> scratch(threads_for(tasks, n_ * half_ * half_));
+        parallel_for(tasks, static_cast<unsigned>(scratch.size()), [&](std::size_t task, unsigned worker) {
+            for (std::size_t i = task * kRowsPerTask; i < std::min(n_, (task + 1) * kRowsPerTask); ++i) {
+                reciprocal(i, half_, scratch[worker]);
+                half_count_[i] = scratch[worker].size();
+                std::copy(scratch[worker].begin(), scratch[worker].end(), half_set_.begin() + static_cast<std::ptrdiff_t>(i * half_));
+            }
+        });
     }
 
     // V: for each point, exp(-distance) weights over its expanded k-reciprocal set.
@@ -140,12 +228,12 @@ private:
         const unsigned nthreads = threads_for(tasks, n_ * k1_ * k1_ * half_);
         constexpr char kInBase = 1, kInExpansion = 2;
         struct Scratch {
-            std::vector<std::int32_t> base, own, expansion;
+            std::vector<std::int32_t> base, expansion;
             std::vector<char> flags;  // per point: kInBase | kInExpansion, cleared after each row
         };
         std::vector<Scratch> scratch(nthreads);
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
-            auto& [base, own, expansion, flags] = scratch[worker];
+            auto& [base, expansion, flags] = scratch[worker];
             flags.resize(n_, 0);
             auto add = [&](std::int32_t j) {
                 if (!(flags[static_cast<std::size_t>(j)] & kInExpansion)) {
@@ -161,11 +249,13 @@ private:
                     add(j);
                 }
                 for (std::int32_t candidate : base) {
-                    reciprocal(static_cast<std::size_t>(candidate), half_, own);
+                    const auto c = static_cast<std::size_t>(candidate);
+                    const std::int32_t* own = half_set_.data() + c * half_;
+                    const std::size_t size = half_count_[c];
                     std::size_t shared = 0;
-                    for (std::int32_t j : own) shared += (flags[static_cast<std::size_t>(j)] & kInBase) != 0;
-                    if (double(shared) > 2.0 / 3.0 * double(own.size()))
-                        for (std::int32_t j : own) add(j);
+                    for (std::size_t e = 0; e < size; ++e) shared += (flags[static_cast<std::size_t>(own[e])] & kInBase) != 0;
+                    if (double(shared) > 2.0 / 3.0 * double(size))
+                        for (std::size_t e = 0; e < size; ++e) add(own[e]);
                 }
                 for (std::int32_t j : expansion) flags[static_cast<std::size_t>(j)] = 0;
                 std::sort(expansion.begin(), expansion.end());
@@ -257,8 +347,12 @@ private:
     long threads_;
     const Kernels& kern_;
     std::size_t k1_ = 0, half_ = 0, qe_ = 0, kmax_ = 0;  // neighbour counts, already capped at n_
-    std::vector<double> x_, sq_, row_max_, scaled_queries_;
-    std::vector<std::int32_t> neighbours_;
+    std::vector<float> xf_;  // all points, queries first
+    std::vector<double> x_, sq_, row_max_, scaled_queries_;  // x_: xf_ in double
+    std::vector<std::int32_t> neighbours_;  // n_ x kmax_, nearest first
+    std::vector<double> neighbour_sq_;      // their squared distances
+    std::vector<std::int32_t> half_set_;    // n_ x half_: reciprocal sets over half_, half_count_ long
+    std::vector<std::size_t> half_count_;
     std::vector<SparseRow> v_;
 };
 

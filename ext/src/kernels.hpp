@@ -9,10 +9,29 @@
 
 namespace rerank {
 
+// Packed panels: n points re-laid as ceil(n / panel) panels of d x panel values
+// (panel = kPanelBytes / sizeof(value), zero-padded), so that the distance kernels
+// read each panel contiguously and every column goes through the same arithmetic.
+constexpr std::size_t kPanelBytes = 64;
+
+template <class T>
+constexpr std::size_t panel_width() { return kPanelBytes / sizeof(T); }
+
+template <class T>
+constexpr std::size_t padded(std::size_t n) { return (n + panel_width<T>() - 1) / panel_width<T>() * panel_width<T>(); }
+
+template <class T>
+struct PanelKernels {
+    // Packs n rows of x (row-major, d columns); panels holds padded<T>(n) * d values.
+    void (*pack)(const T* x, std::size_t n, std::size_t d, T* panels);
+    // out[r * ld + j] = max(0, a_sq[r] + x_sq[j] - 2 a_r . x_j) for nrows rows a (row-major)
+    // against the n packed points; ld >= padded<T>(n), padding columns are written as 0.
+    void (*sqdist)(const T* a, const T* a_sq, std::size_t nrows, const T* panels, const T* x_sq, std::size_t n,
+                   std::size_t d, T* out, std::size_t ld);
+};
+
 struct Kernels {
     const char* name;
-    // Width of the column panels written by pack_panels_f64.
-    std::size_t panel;
     // out[r * ld + c] = q_r . g_c for nq rows of q and ng rows of g (both row-major, d columns).
     void (*dot_f32)(const float* q, std::size_t nq, const float* g, std::size_t ng, std::size_t d,
                     float* out, std::size_t ld);
@@ -20,14 +39,8 @@ struct Kernels {
     void (*sqnorm_f32)(const float* x, std::size_t n, std::size_t d, float* out);
     // a . b over d doubles.
     double (*dot_f64)(const double* a, const double* b, std::size_t d);
-    // Re-lays n rows of x (row-major, d columns) as ceil(n / panel) panels of d x panel values,
-    // zero-padded, so that sqdist_f64 reads each panel contiguously.
-    void (*pack_panels_f64)(const double* x, std::size_t n, std::size_t d, double* panels);
-    // out[r * ld + j] = max(0, |a_r|^2 + |x_j|^2 - 2 a_r . x_j) for nrows rows a (row-major)
-    // against the n packed points x; padded columns up to a whole panel are written too,
-    // so ld must be at least n rounded up to the panel width.
-    void (*sqdist_f64)(const double* a, const double* a_sq, std::size_t nrows, const double* panels,
-                       const double* x_sq, std::size_t n, std::size_t d, double* out, std::size_t ld);
+    PanelKernels<float> f32;
+    PanelKernels<double> f64;
 };
 
 // The fastest kernels this CPU can run.

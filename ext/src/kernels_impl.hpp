@@ -4,7 +4,7 @@
 //   RERANK_ISA_NS  a namespace of its own (so no symbol is merged across variants:
 //                  an AVX2 copy of an inline function must never serve the baseline),
 //   RERANK_VEC_BYTES  bytes per vector register,
-//   RERANK_ROWS       rows per micro-tile of sqdist_f64.
+//   RERANK_ROWS       rows per micro-tile of sqdist_panels.
 // Micro-tiles use GCC/Clang vector types, which the compiler maps onto whatever the
 // variant's flags allow (two SSE2 registers for one 32-byte vector, one AVX2 register),
 // and keeps their accumulators in registers. Every dot product is summed
@@ -23,9 +23,7 @@ typedef double VecD __attribute__((vector_size(kVecBytes)));
 constexpr std::size_t kW = kVecBytes / sizeof(float);  // floats per vector
 constexpr std::size_t kQB = 4;            // queries per micro-tile of dot_f32
 constexpr std::size_t kGB = 3;            // gallery rows per micro-tile of dot_f32
-constexpr std::size_t kPanel = 8;         // columns per packed panel of sqdist_f64
-constexpr std::size_t kRB = RERANK_ROWS;  // rows per micro-tile of sqdist_f64
-constexpr std::size_t kPV = kPanel * sizeof(double) / kVecBytes;  // vectors per panel row
+constexpr std::size_t kRB = RERANK_ROWS;  // rows per micro-tile of sqdist_panels
 
 template <class Vec, class T>
 inline Vec load(const T* p) {
@@ -96,37 +94,42 @@ double dot_f64(const double* a, const double* b, std::size_t d) {
     return s;
 }
 
-void pack_panels_f64(const double* x, std::size_t n, std::size_t d, double* panels) {
+template <class T>
+void pack_panels(const T* x, std::size_t n, std::size_t d, T* panels) {
+    constexpr std::size_t kPanel = panel_width<T>();
     for (std::size_t p0 = 0; p0 < n; p0 += kPanel) {
-        double* panel = panels + (p0 / kPanel) * d * kPanel;
+        T* panel = panels + (p0 / kPanel) * d * kPanel;
         for (std::size_t t = 0; t < d; ++t)
-            for (std::size_t c = 0; c < kPanel; ++c)
-                panel[t * kPanel + c] = p0 + c < n ? x[(p0 + c) * d + t] : 0.0;
+            for (std::size_t c = 0; c < kPanel; ++c) panel[t * kPanel + c] = p0 + c < n ? x[(p0 + c) * d + t] : T(0);
     }
 }
 
-void sqdist_f64(const double* a, const double* a_sq, std::size_t nrows, const double* panels,
-                const double* x_sq, std::size_t n, std::size_t d, double* out, std::size_t ld) {
+template <class T>
+void sqdist_panels(const T* a, const T* a_sq, std::size_t nrows, const T* panels, const T* x_sq, std::size_t n,
+                   std::size_t d, T* out, std::size_t ld) {
+    typedef T Vec __attribute__((vector_size(kVecBytes)));
+    constexpr std::size_t kPanel = panel_width<T>();
+    constexpr std::size_t kLanes = kVecBytes / sizeof(T);
+    constexpr std::size_t kPV = kPanel / kLanes;  // vectors per panel row
     for (std::size_t p0 = 0; p0 < n; p0 += kPanel) {
-        const double* panel = panels + (p0 / kPanel) * d * kPanel;
+        const T* panel = panels + (p0 / kPanel) * d * kPanel;
         for (std::size_t r0 = 0; r0 < nrows; r0 += kRB) {
-            const double* ar[kRB];
+            const T* ar[kRB];
             for (std::size_t r = 0; r < kRB; ++r) ar[r] = a + clamp_row(r0 + r, nrows) * d;
-            VecD acc[kRB][kPV] = {};
+            Vec acc[kRB][kPV] = {};
             for (std::size_t t = 0; t < d; ++t) {
-                VecD col[kPV];
-                for (std::size_t v = 0; v < kPV; ++v) col[v] = load<VecD>(panel + t * kPanel + v * (kPanel / kPV));
+                Vec col[kPV];
+                for (std::size_t v = 0; v < kPV; ++v) col[v] = load<Vec>(panel + t * kPanel + v * kLanes);
                 for (std::size_t r = 0; r < kRB; ++r) {
-                    const VecD a = VecD{} + ar[r][t];
-                    for (std::size_t v = 0; v < kPV; ++v) acc[r][v] += a * col[v];
+                    const Vec s = Vec{} + ar[r][t];
+                    for (std::size_t v = 0; v < kPV; ++v) acc[r][v] += s * col[v];
                 }
             }
             for (std::size_t r = 0; r < kRB && r0 + r < nrows; ++r)
                 for (std::size_t c = 0; c < kPanel; ++c) {
                     const std::size_t j = p0 + c;
-                    const double dot = acc[r][c / (kPanel / kPV)][c % (kPanel / kPV)];
-                    const double sq = j < n ? a_sq[r0 + r] + x_sq[j] - 2.0 * dot : 0.0;
-                    out[(r0 + r) * ld + j] = sq > 0.0 ? sq : 0.0;
+                    const T sq = j < n ? a_sq[r0 + r] + x_sq[j] - T(2) * acc[r][c / kLanes][c % kLanes] : T(0);
+                    out[(r0 + r) * ld + j] = sq > T(0) ? sq : T(0);
                 }
         }
     }
@@ -134,6 +137,11 @@ void sqdist_f64(const double* a, const double* a_sq, std::size_t nrows, const do
 
 }  // namespace
 
-extern const Kernels table{RERANK_ISA_NAME, kPanel, dot_f32, sqnorm_f32, dot_f64, pack_panels_f64, sqdist_f64};
+extern const Kernels table{RERANK_ISA_NAME,
+                           dot_f32,
+                           sqnorm_f32,
+                           dot_f64,
+                           {pack_panels<float>, sqdist_panels<float>},
+                           {pack_panels<double>, sqdist_panels<double>}};
 
 }  // namespace rerank::RERANK_ISA_NS

@@ -85,33 +85,41 @@ private:
     std::vector<Ranked<V>> heap_;  // a max-heap: the worst kept entry on top
 };
 
-// The k smallest (value, index) of a whole row, in rank order, into out.
+// The k smallest (value, index) of a whole row: out[0, min(k, n)) in rank order
+// (out is left n long, so that its memory is reused from row to row).
 //
 // Faster than streaming the row through a TopK when the row is at hand: the k-th
-// smallest of the minima of chunks of 8 is a threshold with at least k values at or
-// below it (one per chunk), and usually not many more, so one branch-friendly pass
-// collects a short list to select from.
+// smallest of the minima of chunks of the row is a threshold with at least k values
+// at or below it (one per chunk), and usually not many more, so one branch-free pass
+// collects a short list to select from. `scratch` is working space kept by the caller.
 template <class V>
-void smallest_k(const V* row, std::size_t n, std::size_t k, std::vector<V>& chunk_min, std::vector<Ranked<V>>& out) {
-    constexpr std::size_t kChunk = 8;
-    out.clear();
-    const std::size_t chunks = n / kChunk;
-    if (chunks < k) {
-        for (std::size_t j = 0; j < n; ++j) out.push_back({row[j], static_cast<std::int64_t>(j)});
-        TopK<V>::select_best(out, k);
-        return;
+void smallest_k(const V* row, std::size_t n, std::size_t k, std::vector<V>& scratch, std::vector<Ranked<V>>& out) {
+    out.resize(n);  // a no-op once the caller's buffer has grown to n
+    std::size_t kept = n;
+    std::size_t chunk = 16;
+    while (chunk > 1 && n / chunk < k) chunk /= 2;
+    if (chunk > 1) {
+        const std::size_t chunks = n / chunk;
+        scratch.resize(chunks);
+        for (std::size_t c = 0; c < chunks; ++c) {
+            V m = row[c * chunk];
+            for (std::size_t j = 1; j < chunk; ++j) m = row[c * chunk + j] < m ? row[c * chunk + j] : m;
+            scratch[c] = m;
+        }
+        std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end());
+        const V threshold = scratch[k - 1];
+        kept = 0;
+        for (std::size_t j = 0; j < n; ++j) {  // without a branch: each value is written, kept or not
+            out[kept] = {row[j], static_cast<std::int64_t>(j)};
+            kept += row[j] <= threshold;
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) out[j] = {row[j], static_cast<std::int64_t>(j)};
     }
-    chunk_min.resize(chunks);
-    for (std::size_t c = 0; c < chunks; ++c) {
-        V m = row[c * kChunk];
-        for (std::size_t j = 1; j < kChunk; ++j) m = row[c * kChunk + j] < m ? row[c * kChunk + j] : m;
-        chunk_min[c] = m;
-    }
-    std::nth_element(chunk_min.begin(), chunk_min.begin() + static_cast<std::ptrdiff_t>(k - 1), chunk_min.end());
-    const V threshold = chunk_min[k - 1];
-    for (std::size_t j = 0; j < n; ++j)
-        if (row[j] <= threshold) out.push_back({row[j], static_cast<std::int64_t>(j)});
-    TopK<V>::select_best(out, k);
+    if (kept > k)
+        std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                         out.begin() + static_cast<std::ptrdiff_t>(kept), RanksBefore{});
+    std::sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(std::min(k, kept)), RanksBefore{});
 }
 
 }  // namespace rerank

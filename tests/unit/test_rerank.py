@@ -133,6 +133,16 @@ def test_k_reciprocal_does_not_depend_on_threads():
         np.testing.assert_array_equal(rerank.k_reciprocal(x[:20], x[20:], threads=threads), want)
 
 
+def test_k_reciprocal_is_scale_invariant_even_where_float32_squares_overflow():
+    """Rows are scaled by their maximum, so only the geometry counts; at 1e17 the
+    squares overflow float32 and every distance is computed in double instead."""
+    x = clustered(seed=4, n=230, d=40, clusters=6)
+    want = rerank.k_reciprocal(x[:5], x[5:])
+    for scale in (1e-3, 1e17):
+        scaled = x.astype(np.float64) * scale
+        np.testing.assert_allclose(rerank.k_reciprocal(scaled[:5], scaled[5:]), want, atol=1e-5)
+
+
 # --- query expansion -----------------------------------------------------------------
 
 
