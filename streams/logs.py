@@ -133,17 +133,34 @@ class PlainFormatter(logging.Formatter):
         return super().format(record)
 
 
+def log_handler(log_format: str, stream: Any = None) -> logging.Handler:
+    """A handler writing ``log_format`` (plain or json) lines with the context ids to ``stream`` (stderr)."""
+    if log_format not in {"plain", "json"}:
+        raise ValueError(f"FACESTREAM_LOG_FORMAT={log_format!r}: expected plain or json")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else PlainFormatter())
+    handler.addFilter(ContextFilter())
+    handler.set_name("facestream")
+    return handler
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` for faust's ``Worker(logging_config=...)``, which replaces its own."""
+    log_handler(settings.log_format)  # refuse a bad format here, before the worker starts
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"facestream": {"()": f"{__name__}.log_handler", "log_format": settings.log_format}},
+        "root": {"level": settings.log_level.upper(), "handlers": ["facestream"]},
+    }
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler:
     """Send the root logger to ``stream`` (stderr) in ``settings.log_format`` at ``settings.log_level``.
 
-    Replaces the handler a previous call installed, and only that one.
+    For entry points that run no faust worker. Replaces the handler a previous call installed, and only that one.
     """
-    if settings.log_format not in {"plain", "json"}:
-        raise ValueError(f"FACESTREAM_LOG_FORMAT={settings.log_format!r}: expected plain or json")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else PlainFormatter())
-    handler.addFilter(ContextFilter())
-    handler.set_name("facestream")
+    handler = log_handler(settings.log_format, stream)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "facestream"]:
         root.removeHandler(old)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..app import create_app
     from ..kafka_preflight import verify_kafka_credentials
+    from ..logs import logging_config
     from ..topics import ensure_topics
 
     settings = Settings.from_env()
@@ -25,6 +26,11 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     app = create_app(settings)
     level = (args.loglevel or settings.log_level).lower()
-    worker = faust.Worker(app, loglevel={"warning": "warn", "critical": "crit"}.get(level, level), quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel={"warning": "warn", "critical": "crit"}.get(level, level),
+        quiet=True,
+        logging_config=logging_config(settings.replace(log_level=level)),  # plain or JSON lines with trace ids
+    )
     worker.execute_from_commandline()
     return 0

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import socketserver
@@ -70,7 +71,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float, worker: Wor
 
 
 def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, tmp_path):
-    settings = stream_settings.replace(max_batch=4, max_wait_ms=200, lag_interval_s=1.0)
+    settings = stream_settings.replace(max_batch=4, max_wait_ms=200, lag_interval_s=1.0, log_format="json")
     topics = TopicNames.from_settings(settings)
     ensure_topics(settings)
     truncated = tmp_path / "truncated.jpg"
@@ -118,6 +119,11 @@ def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, t
     assert partitions == {str(p) for p in range(settings.topic_partitions)}  # one worker holds them all
     assert value(found, "process_cpu_seconds_total") > 0
     assert value(found, "process_resident_memory_bytes") > 50 * 2**20
+
+    # FACESTREAM_LOG_FORMAT=json: the worker's whole output is JSON lines, the dead letter logged with its batch
+    logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.strip()]
+    (dead,) = [r for r in logged if r["message"].startswith("dead-lettering")]
+    assert dead["batch_id"] and "TRUNCATED_IMAGE" in dead["message"]
 
 
 class Relay:

@@ -6,6 +6,9 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +122,23 @@ async def test_context_does_not_leak_between_concurrent_tasks():
 def test_unknown_log_format_is_refused():
     with pytest.raises(ValueError, match="FACESTREAM_LOG_FORMAT"):
         configure_logging(Settings(log_format="xml"))
+
+
+def test_worker_logging_config_makes_json_lines_in_a_fresh_process():
+    # dictConfig replaces every root handler, so it runs where it cannot disturb pytest's own logging.
+    program = (
+        "import logging, logging.config\n"
+        "from streams.config import Settings\n"
+        "from streams.logs import log_context, logging_config\n"
+        "logging.config.dictConfig(logging_config(Settings(log_format='json', log_level='info')))\n"
+        f"with log_context(image_id='img-3', traceparent='{TP}'):\n"
+        "    logging.getLogger('faust.worker').info('batch %d done', 7)\n"
+        "logging.getLogger('x').debug('below the level')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    record = json.loads(line)
+    assert record["message"] == "batch 7 done" and record["logger"] == "faust.worker"
+    assert record["image_id"] == "img-3" and record["trace_id"] == TP.split("-")[1]
