@@ -34,33 +34,53 @@ inline Vec load(const T* p) {
 
 inline std::size_t clamp_row(std::size_t i, std::size_t n) { return i < n ? i : n - 1; }
 
+// One horizontal strip of dot_f32: qb query rows against all ng gallery rows.
+template <std::size_t QB>
+void dot_strip(const float* const* qr, const float* g, std::size_t ng, std::size_t d, float* out, std::size_t ld) {
+    const std::size_t full = d - d % kW;
+    for (std::size_t c0 = 0; c0 < ng; c0 += kGB) {
+        // Rows past the end repeat the last row; their results are dropped.
+        const float* gr[kGB];
+        for (std::size_t c = 0; c < kGB; ++c) gr[c] = g + clamp_row(c0 + c, ng) * d;
+        VecF acc[QB][kGB] = {};
+        for (std::size_t t = 0; t < full; t += kW) {
+            VecF gv[kGB];
+            for (std::size_t c = 0; c < kGB; ++c) gv[c] = load<VecF>(gr[c] + t);
+            for (std::size_t r = 0; r < QB; ++r) {
+                const VecF qv = load<VecF>(qr[r] + t);
+                for (std::size_t c = 0; c < kGB; ++c) acc[r][c] += qv * gv[c];
+            }
+        }
+        for (std::size_t r = 0; r < QB; ++r)
+            for (std::size_t c = 0; c < kGB && c0 + c < ng; ++c) {
+                float s = 0.0f;
+                for (std::size_t w = 0; w < kW; ++w) s += acc[r][c][w];
+                for (std::size_t t = full; t < d; ++t) s += qr[r][t] * gr[c][t];
+                out[r * ld + c0 + c] = s;
+            }
+    }
+}
+
+// Strips of kQB queries, then narrower ones for the rest: a lone query costs one row of work.
+// Each (query, gallery row) pair is summed the same way whatever the strip width.
 void dot_f32(const float* q, std::size_t nq, const float* g, std::size_t ng, std::size_t d, float* out,
              std::size_t ld) {
-    const std::size_t full = d - d % kW;
-    for (std::size_t r0 = 0; r0 < nq; r0 += kQB) {
-        const float* qr[kQB];
-        for (std::size_t r = 0; r < kQB; ++r) qr[r] = q + clamp_row(r0 + r, nq) * d;
-        for (std::size_t c0 = 0; c0 < ng; c0 += kGB) {
-            // Rows past the end repeat the last row; their results are dropped.
-            const float* gr[kGB];
-            for (std::size_t c = 0; c < kGB; ++c) gr[c] = g + clamp_row(c0 + c, ng) * d;
-            VecF acc[kQB][kGB] = {};
-            for (std::size_t t = 0; t < full; t += kW) {
-                VecF gv[kGB];
-                for (std::size_t c = 0; c < kGB; ++c) gv[c] = load<VecF>(gr[c] + t);
-                for (std::size_t r = 0; r < kQB; ++r) {
-                    const VecF qv = load<VecF>(qr[r] + t);
-                    for (std::size_t c = 0; c < kGB; ++c) acc[r][c] += qv * gv[c];
-                }
-            }
-            for (std::size_t r = 0; r < kQB && r0 + r < nq; ++r)
-                for (std::size_t c = 0; c < kGB && c0 + c < ng; ++c) {
-                    float s = 0.0f;
-                    for (std::size_t w = 0; w < kW; ++w) s += acc[r][c][w];
-                    for (std::size_t t = full; t < d; ++t) s += qr[r][t] * gr[c][t];
-                    out[(r0 + r) * ld + c0 + c] = s;
-                }
-        }
+    std::size_t r0 = 0;
+    const float* qr[kQB];
+    auto rows = [&](std::size_t count) {
+        for (std::size_t r = 0; r < count; ++r) qr[r] = q + (r0 + r) * d;
+    };
+    for (; r0 + kQB <= nq; r0 += kQB) {
+        rows(kQB);
+        dot_strip<kQB>(qr, g, ng, d, out + r0 * ld, ld);
+    }
+    for (; r0 + 2 <= nq; r0 += 2) {
+        rows(2);
+        dot_strip<2>(qr, g, ng, d, out + r0 * ld, ld);
+    }
+    if (r0 < nq) {
+        rows(1);
+        dot_strip<1>(qr, g, ng, d, out + r0 * ld, ld);
     }
 }
 
