@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streams.config import documented  # noqa: E402
+from streams.config import documented
 
 HEADER = """\
 # Every facestream setting, with its default. Copy to .env and uncomment what you change:

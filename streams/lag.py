@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import faust
 import mode
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from faust.exceptions import ConsumerNotStarted
 
 from streams import metrics
 from streams.config import Settings
@@ -73,7 +74,7 @@ class LagMonitor(mode.Service):
     def held_partitions(self) -> set[Partition]:
         try:
             assigned = self.app.consumer.assignment()
-        except Exception:  # the consumer is not started yet, or is being rebuilt by a rebalance
+        except ConsumerNotStarted:
             return set()
         return {(tp.topic, tp.partition) for tp in assigned if tp.topic in self.topics}
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 
 from streams import metrics
 from streams.inference.backend import InferenceBackend
@@ -64,9 +65,9 @@ class Readiness:
         try:
             ok = await asyncio.wait_for(backend.is_ready(), self.backend_timeout_s)
             detail = f"{backend.kind} ready" if ok else f"{backend.kind} not ready"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ok, detail = False, f"{backend.kind} did not answer within {self.backend_timeout_s:g} s"
-        except Exception as exc:  # any failure of the probe means "not ready", with its type as the reason
+        except Exception as exc:  # noqa: BLE001 -- any failure of the probe means "not ready", with its reason
             ok, detail = False, f"{backend.kind}: {type(exc).__name__}: {str(exc)[:200]}"
         metrics.BACKEND_UP.labels(backend=backend.kind).set(1 if ok else 0)
         return CheckResult("backend", ok, detail)
@@ -84,8 +85,8 @@ class Readiness:
     def check_partitions(self) -> CheckResult:
         try:
             assigned = self.app.consumer.assignment()
-        except Exception as exc:  # the consumer is not started yet, or is being rebuilt
-            return CheckResult("partitions", False, f"consumer not running ({type(exc).__name__})")
+        except ConsumerNotStarted:
+            return CheckResult("partitions", False, "consumer not started")
         if not assigned:
             return CheckResult("partitions", False, "no partitions assigned")
         return CheckResult("partitions", True, f"{len(assigned)} partitions assigned")

@@ -174,7 +174,7 @@ def test_env_example_is_generated_from_the_settings_and_complete():
     spec.loader.exec_module(module)
     text = (REPO / ".env.example").read_text()
     assert text == module.render(), "stale .env.example: run `python deploy/env_example.py`"
-    listed = set(re.findall(r"^# (FACESTREAM_[A-Z0-9_]+)=", text, re.M))
+    listed = set(re.findall(r"^# (FACESTREAM_[A-Z0-9_]+)=", text, re.MULTILINE))
     assert listed == {name for name, _, _ in documented()}
 
 
