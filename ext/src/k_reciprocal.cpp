@@ -38,6 +38,12 @@ T row_maximum(const T* row, std::size_t n) {
     return mx;
 }
 
+// x as a float, rounded up (towards > 0) or down (towards < 0) when it is not exact.
+float widen(double x, float towards) {
+    const float f = static_cast<float>(x);
+    return (towards > 0 ? double(f) < x : double(f) > x) ? std::nextafter(f, towards * HUGE_VALF) : f;
+}
+
 // numpy.around(k1 / 2): halves round to the even neighbour.
 std::size_t half_to_even(std::size_t k1) {
     const std::size_t h = k1 / 2;
@@ -85,9 +91,10 @@ private:
     //
     // Query rows are computed in double (they are returned). The other rows are computed
     // in float32, twice as fast, and then made exact: delta bounds the float32 error, so
-    // the true kmax_ nearest are among the values within 2 delta of the float32 kmax_-th
-    // and the true maximum among those within 2 delta of the float32 maximum; those few
-    // are recomputed in double and selected again. Ranks are thus those of double distances.
+    // the true kmax_ nearest are among the values within 2 delta of a float32 value with
+    // kmax_ values at or below it, and the true maximum among those within 2 delta of the
+    // float32 maximum; those few are recomputed in double and selected again. Ranks are
+    // thus those of double distances.
     void nearest_neighbours() {
         row_max_.resize(n_);
         neighbours_.resize(n_ * kmax_);
@@ -115,7 +122,6 @@ private:
             std::vector<double> rows64, chunk_min64;
             std::vector<float> rows32, chunk_min32;
             std::vector<Ranked<double>> best64;
-            std::vector<Ranked<float>> best32;
             std::vector<std::int32_t> low, high;  // candidates for the nearest and for the farthest
         };
         std::vector<Scratch> scratch(nthreads);
@@ -147,18 +153,16 @@ private:
                     float* row = s.rows32.data() + r * ld32;
                     row[i] = 0.0f;
                     const double delta = delta_per_sq * (sq_[i] + max_sq);
-                    smallest_k(row, n_, kmax_, s.chunk_min32, s.best32);
-                    const double limit = double(s.best32[kmax_ - 1].value) + 2.0 * delta;
-                    const double floor = double(row_maximum(row, n_)) - 2.0 * delta;
-                    s.low.resize(n_);
-                    s.high.resize(n_);
-                    std::size_t lows = 0, highs = 0;
-                    for (std::size_t j = 0; j < n_; ++j) {  // branch-free, like smallest_k
-                        const double v = row[j];
-                        s.low[lows] = s.high[highs] = static_cast<std::int32_t>(j);
-                        lows += v <= limit;
-                        highs += v >= floor;
+                    // Bounds widened to the next float outwards, so that comparing in float loses nothing.
+                    const float limit = widen(double(chunk_threshold(row, n_, kmax_, s.chunk_min32)) + 2.0 * delta, 1.0f);
+                    const float floor = widen(double(row_maximum(row, n_)) - 2.0 * delta, -1.0f);
+                    s.low.clear();
+                    s.high.clear();
+                    for (std::size_t j = 0; j < n_; ++j) {  // both branches are rarely taken
+                        if (row[j] <= limit) s.low.push_back(static_cast<std::int32_t>(j));
+                        if (row[j] >= floor) s.high.push_back(static_cast<std::int32_t>(j));
                     }
+                    const std::size_t lows = s.low.size(), highs = s.high.size();
                     s.best64.clear();
                     for (std::size_t e = 0; e < lows; ++e) {
                         const auto j = static_cast<std::size_t>(s.low[e]);

@@ -85,41 +85,47 @@ private:
     std::vector<Ranked<V>> heap_;  // a max-heap: the worst kept entry on top
 };
 
-// The k smallest (value, index) of a whole row: out[0, min(k, n)) in rank order
-// (out is left n long, so that its memory is reused from row to row).
-//
-// Faster than streaming the row through a TopK when the row is at hand: the k-th
-// smallest of the minima of chunks of the row is a threshold with at least k values
-// at or below it (one per chunk), and usually not many more, so one branch-free pass
-// collects a short list to select from. `scratch` is working space kept by the caller.
+// A value with at least k of the row's n >= k values at or below it, and usually not
+// many more: the k-th smallest of the minima of chunks of the row (one value per chunk
+// is at or below it). When the row is too short for chunks, its maximum.
+template <class V>
+V chunk_threshold(const V* row, std::size_t n, std::size_t k, std::vector<V>& scratch) {
+    constexpr std::size_t kLanes = 8;
+    std::size_t chunk = 32;
+    while (chunk > kLanes && n / chunk < k) chunk /= 2;
+    if (n / chunk < k) return *std::max_element(row, row + n);
+    const std::size_t chunks = n / chunk;
+    scratch.resize(chunks);
+    for (std::size_t c = 0; c < chunks; ++c) {
+        V lane[kLanes];  // lane-wise minima, so that the loop vectorises
+        for (std::size_t l = 0; l < kLanes; ++l) lane[l] = row[c * chunk + l];
+        for (std::size_t j = kLanes; j < chunk; j += kLanes)
+            for (std::size_t l = 0; l < kLanes; ++l) lane[l] = row[c * chunk + j + l] < lane[l] ? row[c * chunk + j + l] : lane[l];
+        V m = lane[0];
+        for (std::size_t l = 1; l < kLanes; ++l) m = lane[l] < m ? lane[l] : m;
+        scratch[c] = m;
+    }
+    std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end());
+    return scratch[k - 1];
+}
+
+// The k smallest (value, index) of a whole row, n >= k: out[0, k) in rank order
+// (out is left n long, so that its memory is reused from row to row). Faster than
+// streaming the row through a TopK when the row is at hand: one branch-free pass
+// keeps the values at or below chunk_threshold, a short list to select from.
 template <class V>
 void smallest_k(const V* row, std::size_t n, std::size_t k, std::vector<V>& scratch, std::vector<Ranked<V>>& out) {
+    const V threshold = chunk_threshold(row, n, k, scratch);
     out.resize(n);  // a no-op once the caller's buffer has grown to n
-    std::size_t kept = n;
-    std::size_t chunk = 16;
-    while (chunk > 1 && n / chunk < k) chunk /= 2;
-    if (chunk > 1) {
-        const std::size_t chunks = n / chunk;
-        scratch.resize(chunks);
-        for (std::size_t c = 0; c < chunks; ++c) {
-            V m = row[c * chunk];
-            for (std::size_t j = 1; j < chunk; ++j) m = row[c * chunk + j] < m ? row[c * chunk + j] : m;
-            scratch[c] = m;
-        }
-        std::nth_element(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(k - 1), scratch.end());
-        const V threshold = scratch[k - 1];
-        kept = 0;
-        for (std::size_t j = 0; j < n; ++j) {  // without a branch: each value is written, kept or not
-            out[kept] = {row[j], static_cast<std::int64_t>(j)};
-            kept += row[j] <= threshold;
-        }
-    } else {
-        for (std::size_t j = 0; j < n; ++j) out[j] = {row[j], static_cast<std::int64_t>(j)};
+    std::size_t kept = 0;
+    for (std::size_t j = 0; j < n; ++j) {  // without a branch: each value is written, kept or not
+        out[kept] = {row[j], static_cast<std::int64_t>(j)};
+        kept += row[j] <= threshold;
     }
     if (kept > k)
         std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k - 1),
                          out.begin() + static_cast<std::ptrdiff_t>(kept), RanksBefore{});
-    std::sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(std::min(k, kept)), RanksBefore{});
+    std::sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k), RanksBefore{});
 }
 
 }  // namespace rerank
