@@ -1,6 +1,6 @@
-// Memory stays O(N * k + Q * N): distance rows are computed a block at a time,
-// reduced to their row maximum and their nearest neighbours (a partial selection,
-// not a sort), and only the query rows are kept whole. The encoding vectors V are
+// Memory stays O(N * (d + k) + Q * N), never N * N: distance rows are computed a block
+// at a time, reduced to their row maximum and their nearest neighbours (a partial
+// selection, not a sort), and only the query rows are kept whole. The encoding vectors V are
 // sparse (a row has at most a few times k1 non-zeros), so they are stored as
 // sorted (column, weight) lists and the Jaccard step walks an inverted index.
 #include "k_reciprocal.hpp"
