@@ -1,6 +1,7 @@
-// The gallery is split into tiles that fit in L2; each worker thread takes tiles in
-// order and ranks them for every query, so a gallery row is read from memory once
-// however many queries there are. Each worker keeps its own top-k per query and the
+// The gallery is split into tiles that fit in L2 and the queries into blocks of 64;
+// a worker ranks one tile for one block of queries at a time, so a gallery row is read
+// from memory once per 64 queries, and threads have work whether there are many
+// queries or one. Each worker keeps its own top-k per query and the
 // workers' candidates are merged at the end. Gallery norms are computed tile by
 // tile alongside the dot products, which also finds NaN/inf rows at no extra pass.
 #include "cosine.hpp"
@@ -55,8 +56,11 @@ std::size_t cosine_topk(const MatrixView& queries, const MatrixView& gallery, st
     const std::size_t nq = queries.rows, d = queries.cols;
     const std::vector<float> unit = unit_queries(queries, kern);
 
+    // Tasks: (block of queries, gallery tile), gallery tiles innermost, so a worker meets the
+    // tiles of one query block in increasing order, as its TopK selectors require.
     const std::size_t tile = gallery_tile_rows(d);
-    const std::size_t tasks = (gallery.rows + tile - 1) / tile;
+    const std::size_t tiles = (gallery.rows + tile - 1) / tile;
+    const std::size_t tasks = (nq + kQueryTile - 1) / kQueryTile * tiles;
     const std::size_t work = nq * gallery.rows * d;
     const unsigned nthreads = resolve_threads(threads, std::min(tasks, std::max<std::size_t>(1, work / kWorkPerThread)));
 
@@ -68,22 +72,20 @@ std::size_t cosine_topk(const MatrixView& queries, const MatrixView& gallery, st
     }
     parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
         Worker& w = workers[worker];
-        const std::size_t g0 = task * tile, ng = std::min(tile, gallery.rows - g0);
+        const std::size_t q0 = task / tiles * kQueryTile, nrows = std::min(kQueryTile, nq - q0);
+        const std::size_t g0 = task % tiles * tile, ng = std::min(tile, gallery.rows - g0);
         const float* g = gallery.row(g0);
         kern.sqnorm_f32(g, ng, d, w.inv_norm.data());
         for (std::size_t c = 0; c < ng; ++c) {
             check_row_norm(w.inv_norm[c], g0 + c, "gallery");
             w.inv_norm[c] = 1.0f / std::sqrt(w.inv_norm[c]);
         }
-        for (std::size_t q0 = 0; q0 < nq; q0 += kQueryTile) {
-            const std::size_t nrows = std::min(kQueryTile, nq - q0);
-            kern.dot_f32(unit.data() + q0 * d, nrows, g, ng, d, w.dots.data(), ng);
-            for (std::size_t r = 0; r < nrows; ++r) {
-                TopK<float>& best = w.best[q0 + r];
-                const float* dots = w.dots.data() + r * ng;
-                for (std::size_t c = 0; c < ng; ++c)
-                    best.push(-(dots[c] * w.inv_norm[c]), static_cast<std::int64_t>(g0 + c));
-            }
+        kern.dot_f32(unit.data() + q0 * d, nrows, g, ng, d, w.dots.data(), ng);
+        for (std::size_t r = 0; r < nrows; ++r) {
+            TopK<float>& best = w.best[q0 + r];
+            const float* dots = w.dots.data() + r * ng;
+            for (std::size_t c = 0; c < ng; ++c)
+                best.push(-(dots[c] * w.inv_norm[c]), static_cast<std::int64_t>(g0 + c));
         }
     });
 

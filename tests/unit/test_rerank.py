@@ -32,7 +32,7 @@ def stable_ranks(distances: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("q", "g", "d", "k"),
-    [(1, 1, 1, 1), (3, 50, 7, 5), (5, 1000, 128, 10), (17, 2500, 512, 25), (2, 300, 33, 300)],
+    [(1, 1, 1, 1), (3, 50, 7, 5), (5, 1000, 128, 10), (17, 2500, 512, 25), (2, 300, 33, 300), (150, 40, 16, 5)],
 )
 def test_cosine_topk_matches_numpy(q, g, d, k):
     x = clustered(seed=q * 1000 + g, n=q + g, d=d, clusters=max(2, g // 40))
