@@ -106,13 +106,15 @@ private:
         const double delta_per_sq = 4.0 * double(d_ + 4) * std::ldexp(1.0, -24);
 
         const std::size_t ld64 = padded<double>(n_), ld32 = padded<float>(n_);
-        std::vector<double> panels64(ld64 * d_);
+        std::vector<double> panels64(ld64 * d_), sq64(ld64, 0.0);
         kern_.f64.pack(x_.data(), n_, d_, panels64.data());
+        std::copy(sq_.begin(), sq_.end(), sq64.begin());
         std::vector<float> panels32, sq32;
         if (exact_rows < n_) {
             panels32.resize(ld32 * d_);
             kern_.f32.pack(xf_.data(), n_, d_, panels32.data());
-            sq32.assign(sq_.begin(), sq_.end());
+            sq32.assign(ld32, 0.0f);
+            std::copy(sq_.begin(), sq_.end(), sq32.begin());
         }
 
         const std::size_t exact_tasks = (exact_rows + kRowsPerTask - 1) / kRowsPerTask;
@@ -132,7 +134,7 @@ private:
             const std::size_t m = std::min(kRowsPerTask, (exact ? exact_rows : n_) - i0);
             if (exact) {
                 s.rows64.resize(kRowsPerTask * ld64);
-                kern_.f64.sqdist(x_.data() + i0 * d_, sq_.data() + i0, m, panels64.data(), sq_.data(), n_, d_,
+                kern_.f64.sqdist(x_.data() + i0 * d_, sq64.data() + i0, m, panels64.data(), sq64.data(), n_, d_,
                                  s.rows64.data(), ld64);
             } else {
                 s.rows32.resize(kRowsPerTask * ld32);
@@ -200,15 +202,6 @@ private:
                 out.push_back(nearest(i)[p]);
     }
 
-    // Most of the points a row's V covers are among its nearest, whose distances are kept.
-    double scaled_distance(std::size_t i, std::size_t j) const {
-        if (i < nq_) return scaled_queries_[i * n_ + j];
-        const std::int32_t* nn = nearest(i);
-        for (std::size_t p = 0; p < kmax_; ++p)
-            if (nn[p] == static_cast<std::int32_t>(j)) return neighbour_sq_[i * kmax_ + p] / row_max_[i];
-        return exact_sqdist(i, j) / row_max_[i];
-    }
-
     // The reciprocal set over half_ of every point, computed once: encode() consults
     // the set of each member of a point's own set, so each is wanted many times.
     void half_sets() {
@@ -233,12 +226,14 @@ private:
         constexpr char kInBase = 1, kInExpansion = 2;
         struct Scratch {
             std::vector<std::int32_t> base, expansion;
-            std::vector<char> flags;  // per point: kInBase | kInExpansion, cleared after each row
+            std::vector<char> flags;         // per point: kInBase | kInExpansion, cleared after each row
+            std::vector<std::uint32_t> slot;  // per point: 1 + its place among the row's nearest, or 0
         };
         std::vector<Scratch> scratch(nthreads);
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
-            auto& [base, expansion, flags] = scratch[worker];
+            auto& [base, expansion, flags, slot] = scratch[worker];
             flags.resize(n_, 0);
+            slot.resize(n_, 0);
             auto add = [&](std::int32_t j) {
                 if (!(flags[static_cast<std::size_t>(j)] & kInExpansion)) {
                     flags[static_cast<std::size_t>(j)] |= kInExpansion;
@@ -266,10 +261,17 @@ private:
                 SparseRow& row = v_[i];
                 row.cols.assign(expansion.begin(), expansion.end());
                 row.vals.resize(expansion.size());
+                // Most members are among the row's nearest, whose distances are kept.
+                for (std::size_t p = 0; p < kmax_; ++p) slot[static_cast<std::size_t>(nearest(i)[p])] = static_cast<std::uint32_t>(p + 1);
+                auto distance = [&](std::size_t j) {
+                    if (i < nq_) return scaled_queries_[i * n_ + j];
+                    return (slot[j] ? neighbour_sq_[i * kmax_ + slot[j] - 1] : exact_sqdist(i, j)) / row_max_[i];
+                };
                 double total = 0.0;
                 for (std::size_t p = 0; p < expansion.size(); ++p)
-                    total += row.vals[p] = std::exp(-scaled_distance(i, static_cast<std::size_t>(expansion[p])));
+                    total += row.vals[p] = std::exp(-distance(static_cast<std::size_t>(expansion[p])));
                 for (double& w : row.vals) w /= total;
+                for (std::size_t p = 0; p < kmax_; ++p) slot[static_cast<std::size_t>(nearest(i)[p])] = 0;
             }
         });
     }

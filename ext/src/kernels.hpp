@@ -25,7 +25,8 @@ struct PanelKernels {
     // Packs n rows of x (row-major, d columns); panels holds padded<T>(n) * d values.
     void (*pack)(const T* x, std::size_t n, std::size_t d, T* panels);
     // out[r * ld + j] = max(0, a_sq[r] + x_sq[j] - 2 a_r . x_j) for nrows rows a (row-major)
-    // against the n packed points; ld >= padded<T>(n), padding columns are written as 0.
+    // against the n packed points; x_sq and each output row hold padded<T>(n) values
+    // (ld >= padded<T>(n)), and what lands in the padding columns is meaningless.
     void (*sqdist)(const T* a, const T* a_sq, std::size_t nrows, const T* panels, const T* x_sq, std::size_t n,
                    std::size_t d, T* out, std::size_t ld);
 };

@@ -146,10 +146,10 @@ void sqdist_panels(const T* a, const T* a_sq, std::size_t nrows, const T* panels
                 }
             }
             for (std::size_t r = 0; r < kRB && r0 + r < nrows; ++r)
-                for (std::size_t c = 0; c < kPanel; ++c) {
-                    const std::size_t j = p0 + c;
-                    const T sq = j < n ? a_sq[r0 + r] + x_sq[j] - T(2) * acc[r][c / kLanes][c % kLanes] : T(0);
-                    out[(r0 + r) * ld + j] = sq > T(0) ? sq : T(0);
+                for (std::size_t v = 0; v < kPV; ++v) {
+                    Vec sq = a_sq[r0 + r] + load<Vec>(x_sq + p0 + v * kLanes) - T(2) * acc[r][v];
+                    sq = sq > T(0) ? sq : Vec{};
+                    __builtin_memcpy(out + (r0 + r) * ld + p0 + v * kLanes, &sq, sizeof sq);
                 }
         }
     }
