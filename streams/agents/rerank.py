@@ -51,6 +51,11 @@ def table_key(gallery_id: str, subject_id: str) -> bytes:
     return json.dumps([gallery_id, subject_id], ensure_ascii=False).encode()
 
 
+def gallery_of(key: bytes) -> str:
+    """The gallery id of a changelog key."""
+    return json.loads(key)[0]
+
+
 def unit_vector(values: Sequence[float], what: str) -> np.ndarray:
     """``values`` as an L2-normalised float32 vector, so a dot product is the cosine."""
     vector = np.asarray(values, dtype=np.float32)
@@ -116,13 +121,31 @@ METHODS: dict[str, Method] = {
 
 
 class GalleryKeeper:
-    """Applies ``GalleryEntry`` records to the changelog table and to the matrices, and rebuilds these after recovery."""
+    """Applies ``GalleryEntry`` records to its changelog table and to the matrices, and rebuilds these after recovery.
 
-    def __init__(self, ctx: WorkerContext, table: faust.Table, galleries: Galleries, lock: asyncio.Lock) -> None:
+    It remembers the partition of every gallery it has seen (live or in the
+    changelog) because faust's memory store forgets, on a rebalance, only the
+    keys it recovered itself: galleries written live on a partition that moved
+    to another worker must be dropped here, or this worker would keep serving
+    and reporting a stale copy.
+    """
+
+    def __init__(self, app: faust.App, ctx: WorkerContext, galleries: Galleries, lock: asyncio.Lock) -> None:
+        self.app = app
         self.ctx = ctx
-        self.table = table
         self.galleries = galleries
         self.lock = lock
+        self.partition_of: dict[str, int] = {}
+        self.table = app.Table(
+            TABLE_NAME,
+            default=None,
+            partitions=ctx.settings.topic_partitions,
+            key_type=bytes,  # bytes in and out: faust's "raw" codec, the same on writes and on recovery
+            value_type=bytes,
+            on_recover=self.rebuild,
+            on_changelog_event=self.note_changelog,
+            help="GalleryEntry bytes by [gallery id, subject id]; the changelog the galleries recover from.",
+        )
 
     async def apply(self, event: EventT) -> None:
         """Apply one entry (called inside the event's stream iteration: the table needs it for the partition)."""
@@ -131,6 +154,7 @@ class GalleryKeeper:
         if event.message.key != gallery_id.encode():
             raise RecordError(ErrorCode.BAD_EVENT, f"record key {event.message.key!r} is not the gallery id {gallery_id!r}")
         key = table_key(gallery_id, subject)
+        self.partition_of[gallery_id] = event.message.partition
         async with self.lock:  # no query reads a matrix while it changes
             if record["op"] == "DELETE":
                 left = self.galleries.delete(gallery_id, subject)
@@ -149,16 +173,26 @@ class GalleryKeeper:
             self.table[key] = event.message.value
             self._publish_size(gallery_id, len(gallery))
 
+    async def note_changelog(self, event: EventT) -> None:
+        """Remember the partition of each gallery read back from the changelog (same number as its source)."""
+        self.partition_of[gallery_of(event.key)] = event.message.partition
+
     async def rebuild(self) -> None:
         """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment."""
+        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.ctx.topics.gallery}
         async with self.lock:
             before = set(self.galleries)
             self.galleries.clear()
-            for value in self.table.values():
+            store = self.table.data
+            for key, value in list(store.items()):
+                if self.partition_of.get(gallery_of(key)) not in held:
+                    del store[key]  # another worker's now: forgotten here, no tombstone to the changelog
+                    continue
                 record = self.ctx.codec.decode(value, expect="GalleryEntry")
                 self.galleries.upsert(
                     record["gallery_id"], record["subject_id"], unit_vector(record["embedding"], "a stored embedding")
                 )
+            self.partition_of = {g: p for g, p in self.partition_of.items() if p in held}
             for gallery_id in before - set(self.galleries):
                 self._publish_size(gallery_id, 0)
             for gallery_id in self.galleries:
@@ -281,19 +315,10 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     settings = ctx.settings
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     outputs = {name: app.topic(name, **raw) for name in (topics.rerank_results, topics.dlq)}
-    table = app.Table(
-        TABLE_NAME,
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=bytes,  # bytes in and out: faust's "raw" codec, the same on writes and on recovery
-        value_type=bytes,
-        help="GalleryEntry bytes by [gallery id, subject id]; the changelog the galleries recover from.",
-    )
     galleries = Galleries()
     lock = asyncio.Lock()
-    keeper = GalleryKeeper(ctx, table, galleries, lock)
+    keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
-    table.on_recover(keeper.rebuild)
 
     async def send(topic: str, event: EventT, key: bytes | None, value: bytes) -> Awaitable[Any]:
         headers = trace_headers(traceparent_from_headers(event.message.headers))

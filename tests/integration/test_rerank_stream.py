@@ -169,3 +169,47 @@ def test_deletes_thresholds_inline_candidates_and_bad_queries(stream_settings, t
         "bad-top-k": "BAD_QUERY",
         "wrong-key": "BAD_QUERY",
     }
+
+
+def test_galleries_follow_their_partitions_across_workers(stream_settings, tmp_path):
+    """A second worker takes half the partitions: each gallery is held, reported and answered by exactly one."""
+    settings = stream_settings
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    codec = AvroCodec()
+    producer = gallery_keyed_producer(settings)
+    names = [f"g{i}" for i in range(6)]
+
+    def held(worker: WorkerProcess) -> set[str]:
+        return {name for name in names if gallery_size(worker, name) == 3}
+
+    def wait_until(condition, what: str, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    first = WorkerProcess(settings, tmp_path / "worker-1.log")
+    with first:
+        for name in names:
+            for subject in range(3):
+                record = {"gallery_id": name, "subject_id": f"s{subject}", "op": "UPSERT",
+                          "embedding": unit(1, subject, int(name[1:])), "produced_at": 0}
+                producer.produce(topics.gallery, key=name.encode(), value=codec.encode("GalleryEntry", record))
+        producer.flush(10)
+        wait_until(lambda: held(first) == set(names), "the first worker never held every gallery")
+
+        with WorkerProcess(settings, tmp_path / "worker-2.log") as second:
+            wait_until(lambda: held(first).isdisjoint(held(second)) and held(first) | held(second) == set(names),
+                       "the galleries were not split between the workers")
+            assert held(first) and held(second)
+            for name in names:
+                record = {"query_id": name, "gallery_id": name, "embedding": unit(1, 0, int(name[1:])), "produced_at": 0}
+                producer.produce(topics.queries, key=name.encode(), value=codec.encode("RerankQuery", record))
+            producer.flush(10)
+            results = read_topic(settings, topics.rerank_results, until=lambda r: len(r) >= len(names), settle_s=1)
+            assert sorted((r.record["query_id"], r.record["gallery_size"], r.record["matches"][0]["id"]) for r in results) == [
+                (name, 3, "s0") for name in names
+            ]
+
+        wait_until(lambda: held(first) == set(names), "the first worker did not take every gallery back")
