@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -80,6 +81,29 @@ def test_cosine_results_do_not_depend_on_threads_or_input_layout():
     np.testing.assert_array_equal(as_f64[0], want[0])
     wide = np.repeat(gallery, 2, axis=1)[:, ::2]
     np.testing.assert_array_equal(rerank.cosine_topk(queries, wide, 20, threads=1)[0], want[0])
+
+
+def test_float32_input_is_used_in_place_and_read_only_buffers_are_accepted():
+    """Embeddings decoded from Avro bytes arrive as read-only float32 views: no copy is made."""
+    gallery = clustered(seed=9, n=20_000, d=128, clusters=50)
+    queries = np.frombuffer(gallery[:4].tobytes(), dtype=np.float32).reshape(4, 128)
+    assert not queries.flags.writeable
+    tracemalloc.start()
+    try:
+        indices, _ = rerank.cosine_topk(queries, gallery, 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < gallery.nbytes // 10  # a copy of the gallery would show as ~10 MB
+    np.testing.assert_array_equal(indices[:, 0], np.arange(4))
+    as_f64 = gallery.astype(np.float64)
+    tracemalloc.start()
+    try:
+        rerank.cosine_topk(queries, as_f64, 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak >= gallery.nbytes  # float64 is converted to a float32 copy, which the check above would see
 
 
 @pytest.mark.parametrize("isa", _rerank.available_kernels())
