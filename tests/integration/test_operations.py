@@ -56,10 +56,16 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found[(name, frozenset(labels.items()))]
 
 
+def lags(worker: WorkerProcess, topic: str) -> dict[str, float]:
+    """The lag gauge of each partition of ``topic`` the worker reports."""
+    found = samples(worker).items()
+    return {dict(l)["partition"]: v for (n, l), v in found if n == "facestream_consumer_lag" and dict(l)["topic"] == topic}
+
+
 def lag(worker: WorkerProcess, topic: str) -> float | None:
     """Sum of the lag gauge over the partitions of ``topic``; None while no partition is reported."""
-    values = [v for (n, l), v in samples(worker).items() if n == "facestream_consumer_lag" and dict(l)["topic"] == topic]
-    return sum(values) if values else None
+    values = lags(worker, topic)
+    return sum(values.values()) if values else None
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float, worker: WorkerProcess) -> None:
@@ -116,7 +122,7 @@ def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, t
     assert value(found, "facestream_rerank_seconds_count", method="cosine") == 1
     assert value(found, "facestream_backend_up", backend="onnx") == 1
     partitions = {dict(l)["partition"] for (n, l) in found if n == "facestream_consumer_lag" and dict(l)["topic"] == topics.images}
-    assert partitions == {str(p) for p in range(settings.topic_partitions)}  # one worker holds them all
+    assert partitions == all_partitions(settings)  # one worker holds them all
     assert value(found, "process_cpu_seconds_total") > 0
     assert value(found, "process_resident_memory_bytes") > 50 * 2**20
 
@@ -124,6 +130,47 @@ def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, t
     logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.strip()]
     (dead,) = [r for r in logged if r["message"].startswith("dead-lettering")]
     assert dead["batch_id"] and "TRUNCATED_IMAGE" in dead["message"]
+
+
+def all_partitions(settings) -> set[str]:
+    return {str(p) for p in range(settings.topic_partitions)}
+
+
+def test_lag_follows_partitions_across_rebalances(stream_settings, photo_paths, photo_bytes, tmp_path):
+    """Each worker reports only what it holds; committed offsets keep up after workers join and leave."""
+    settings = stream_settings.replace(lag_interval_s=1.0, max_wait_ms=100)
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    caught_up = dict.fromkeys(all_partitions(settings), 0)
+    rounds = []
+    for n in range(3):  # the same portraits under new names (event ids) for each round
+        folder = tmp_path / f"round{n}"
+        folder.mkdir()
+        for name in PORTRAITS:
+            (folder / f"r{n}-{name}").write_bytes(photo_bytes[name])
+        rounds.append((str(folder), {f"r{n}-{name}" for name in PORTRAITS}))
+
+    def produce_and_process(folder: str, ids: set[str]) -> None:
+        """Publish a round and wait for its outputs: only then is a lag of 0 news, not a reading from before."""
+        facestream(settings, "produce", "--no-progress", folder)
+        read_topic(settings, topics.embeddings, until=lambda r: ids <= {x.record["image_id"] for x in r}, timeout_s=90)
+
+    with WorkerProcess(settings, tmp_path / "a.log") as first:
+        produce_and_process(*rounds[0])
+        wait_for("first worker committed", lambda: lags(first, topics.images) == caught_up, 30, first)
+
+        with WorkerProcess(settings, tmp_path / "b.log") as second:  # ready: it holds a partition
+            def split_between_them() -> bool:
+                held = [set(lags(w, topics.images)) for w in (first, second)]
+                return all(held) and held[0].isdisjoint(held[1]) and held[0] | held[1] == all_partitions(settings)
+
+            wait_for("partitions split without overlap", split_between_them, 60, second)
+            produce_and_process(*rounds[1])
+            wait_for("both committed", lambda: lag(first, topics.images) == 0 == lag(second, topics.images), 30, second)
+
+        # the second worker left: the first takes its partitions over and commits on them too
+        produce_and_process(*rounds[2])
+        wait_for("first holds all and committed", lambda: lags(first, topics.images) == caught_up, 30, first)
 
 
 class Relay:
