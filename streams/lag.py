@@ -23,6 +23,7 @@ from faust.exceptions import ConsumerNotStarted
 
 from streams import metrics
 from streams.config import Settings
+from streams.errors import KafkaAuthenticationFailed
 from streams.kafka_config import confluent_consumer
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class LagMonitor(mode.Service):
             except KafkaException as exc:
                 # Keep the last values; a broker hiccup must not stop the monitor or the worker.
                 log.warning("consumer lag not refreshed: %s", exc.args[0].str())
+            except KafkaAuthenticationFailed as exc:  # credentials revoked: retrying cannot help
+                log.error("consumer lag monitor stopped: %s", exc)
+                return
 
     def held_partitions(self) -> set[Partition]:
         try:
@@ -91,6 +95,8 @@ class LagMonitor(mode.Service):
 
     def _read_lags(self, partitions: list[Partition]) -> dict[Partition, int]:
         assert self._client is not None, "LagMonitor.refresh() before start()"
+        # Never subscribed, so nothing else polls: serve the queued error and log callbacks here.
+        self._client.poll(0)
         timeout = max(1.0, self.interval_s)
         committed = self._client.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
         lags = {}
