@@ -293,6 +293,19 @@ def test_bad_input_raises_value_error(call):
         call()
 
 
+def test_threads_default_to_the_setting(monkeypatch):
+    rerank.default_threads.cache_clear()
+    monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "3")
+    try:
+        assert rerank.default_threads() == 3
+        rerank.default_threads.cache_clear()
+        monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "-2")
+        with pytest.raises(ValueError, match="threads"):
+            rerank.cosine_topk(Q, G, 1)
+    finally:
+        rerank.default_threads.cache_clear()
+
+
 def test_the_extension_itself_raises_value_error_for_bad_values():
     """Callers that skip streams.rerank still get ValueError, not a crash."""
     with pytest.raises(ValueError, match="dimension mismatch"):
