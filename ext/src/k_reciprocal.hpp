@@ -17,8 +17,8 @@ namespace rerank {
 // weights exp(-d) normalised per row; rows averaged over the k2 nearest (k2 > 1);
 // Jaccard distance; final = (1 - lambda) * jaccard + lambda * distance.
 // k1 + 1 or k2 beyond N mean N, as slicing does in the reference code.
-// Distances are computed in double precision so that neighbour ranks do not hinge
-// on float32 rounding.
+// Neighbour ranks and distances are those of double-precision distances (float32 only
+// narrows down the candidates), so they do not hinge on float32 rounding.
 void k_reciprocal(const MatrixView& queries, const MatrixView& gallery, std::size_t k1, std::size_t k2,
                   double lambda, long threads, const Kernels& kern, float* out);
 
