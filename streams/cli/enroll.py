@@ -89,13 +89,11 @@ def run(args: argparse.Namespace) -> int:
             "model": result["model"],
             "produced_at": int(time.time() * 1000),
         }
-        producer.produce(
-            topic, key=args.gallery.encode(), value=codec.encode("GalleryEntry", record, topic=topic), on_delivery=delivered
-        )
+        value = codec.encode("GalleryEntry", record, topic=topic)
+        producer.produce(topic, key=args.gallery.encode(), value=value, on_delivery=delivered)
         producer.poll(0)
-        reports.append(
-            {"image": str(path), "subject": subject, "enrolled": True, "faces": len(result["faces"]), "score": face["score"]}
-        )
+        faces = len(result["faces"])
+        reports.append({"image": str(path), "subject": subject, "enrolled": True, "faces": faces, "score": face["score"]})
     unsent = producer.flush(30)
     for report in reports:
         print(json.dumps({"gallery": args.gallery, **report}), flush=True)

@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     return ask(settings, query, args.timeout)
 
 
+def dead_query_id(codec: Any, dead_letter: dict[str, Any]) -> str:
+    """The query id of a dead-lettered record; raises RecordError when it is not a RerankQuery."""
+    return codec.decode(dead_letter["value"] or b"", expect="RerankQuery")["query_id"]
+
+
 def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
     """Publish ``query``, then print its result (exit 0) or its dead letter or a timeout (exit 1)."""
     from confluent_kafka import Consumer, TopicPartition
@@ -97,7 +102,8 @@ def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
                 start.append(TopicPartition(topic, partition, high))
         consumer.assign(start)
         producer = gallery_keyed_producer(settings)
-        producer.produce(queries, key=query["gallery_id"].encode(), value=codec.encode("RerankQuery", query, topic=queries))
+        value = codec.encode("RerankQuery", query, topic=queries)
+        producer.produce(queries, key=query["gallery_id"].encode(), value=value)
         if producer.flush(10):
             return fail({"code": "NOT_SENT", "message": "the query was not acknowledged by Kafka within 10 s"})
         deadline = time.monotonic() + timeout_s
@@ -110,7 +116,7 @@ def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
                 if name == "RerankResult" and record["query_id"] == query["query_id"]:
                     print(json.dumps(printable(record, full=True)), flush=True)
                     return 0
-                if name == "DeadLetter" and codec.decode(record["value"] or b"", expect="RerankQuery")["query_id"] == query["query_id"]:
+                if name == "DeadLetter" and dead_query_id(codec, record) == query["query_id"]:
                     return fail({"code": record["error_code"], "message": record["message"]})
             except RecordError:
                 continue  # someone else's record

@@ -208,8 +208,7 @@ def test_galleries_follow_their_partitions_across_workers(stream_settings, tmp_p
                 producer.produce(topics.queries, key=name.encode(), value=codec.encode("RerankQuery", record))
             producer.flush(10)
             results = read_topic(settings, topics.rerank_results, until=lambda r: len(r) >= len(names), settle_s=1)
-            assert sorted((r.record["query_id"], r.record["gallery_size"], r.record["matches"][0]["id"]) for r in results) == [
-                (name, 3, "s0") for name in names
-            ]
+            answers = sorted((r.record["query_id"], r.record["gallery_size"], r.record["matches"][0]["id"]) for r in results)
+            assert answers == [(name, 3, "s0") for name in names]
 
         wait_until(lambda: held(first) == set(names), "the first worker did not take every gallery back")
