@@ -6,11 +6,12 @@ a test and a benchmark can each run one with their own settings.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import faust
 
-from .agents.embed import register_embed_agent
+from .agents.embed import MAX_BACKOFF_S, register_embed_agent
 from .agents.rerank import register_rerank_agents
 from .config import Settings
 from .context import WorkerContext
@@ -54,10 +55,16 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task
     async def start_backend() -> None:
-        # Load the models before the first batch arrives; failures are retried by the agent.
-        try:
-            await ctx.started_pipeline()
-        except Exception as exc:  # the agent retries; readiness reports it meanwhile
-            app.log.warning("backend not ready at start-up: %s", exc)
+        # Load the models before the first batch arrives, and keep trying until they load: /readyz must
+        # turn 200 once the backend serves, even while no event arrives to make the agent retry.
+        delay = settings.retry_backoff_ms / 1000.0
+        while True:
+            try:
+                await ctx.started_pipeline()
+                return
+            except Exception as exc:  # readiness reports it meanwhile
+                app.log.warning("backend not ready at start-up, next try in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
 
     return app
