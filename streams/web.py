@@ -25,6 +25,7 @@ def install_web(app: faust.App, readiness: Readiness) -> None:
 
     @app.page("/metrics")
     async def prometheus_metrics(self: View, request: Request) -> Response:
+        await readiness.check_backend()  # facestream_backend_up as of this scrape, probed or not
         body, content_type = metrics.render()
         # As a header, not content_type=: aiohttp would drop the exposition's version parameter.
         return self.bytes(body, headers={"Content-Type": content_type})

@@ -86,6 +86,17 @@ async def test_metrics_is_the_prometheus_exposition(served):
     assert {"facestream_images", "facestream_consumer_lag", "process_cpu_seconds"} <= names
 
 
+async def test_each_scrape_refreshes_backend_up(served):
+    from streams import metrics
+
+    _, readiness, client = served
+    readiness.backend = _Backend(True)
+    metrics.BACKEND_UP.labels(backend="onnx").set(0)
+    assert 'facestream_backend_up{backend="onnx"} 1.0' in await (await client.get("/metrics")).text()
+    readiness.backend.ready = False
+    assert 'facestream_backend_up{backend="onnx"} 0.0' in await (await client.get("/metrics")).text()
+
+
 async def test_readyz_names_every_failed_check(served):
     _, _, client = served
     resp = await client.get("/readyz")
