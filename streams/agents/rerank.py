@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 TABLE_NAME = "gallery"
 # About 0.1 ms of kernel time on one core: below it a hop to a thread and back costs more than the work.
 INLINE_MAX_WORK = 1 << 20
-Send = Callable[[str, bytes | None, bytes, dict[str, bytes]], Awaitable[Awaitable[Any]]]
 Ranking = tuple[np.ndarray, np.ndarray]  # (row indices, scores), best first, one query
 
 
