@@ -31,6 +31,7 @@ from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
 from ..logs import log_context, new_batch_id, trace_headers, traceparent_from_headers
 from ..pipeline import ImageFaces
+from .dead_letter import dead_letter_value, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ class Prepared:
     error: RecordError | None = None
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def read_uri(uri: str) -> bytes:
@@ -186,22 +185,10 @@ class EmbedBatch:
         return await self.send(topic, item.record["id"].encode(), value, message.partition, _trace_headers(item.event))
 
     async def _dead_letter(self, event: EventT, error: RecordError) -> Awaitable[Any]:
-        message = event.message
-        with log_context(traceparent=traceparent_from_headers(message.headers)):
-            log.info("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
-        metrics.DLQ_TOTAL.labels(error_code=error.code.value).inc()
         metrics.IMAGES_TOTAL.labels(result="dlq").inc()
-        record = {
-            "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
-            "key": message.key,
-            "value": message.value,
-            "error_code": error.code.value,
-            "message": error.message,
-            "at": now_ms(),
-        }
-        topic = self.ctx.topics.dlq
-        value = self.ctx.codec.encode("DeadLetter", record, topic=topic)
-        return await self.send(topic, message.key, value, message.partition, _trace_headers(event))
+        value = dead_letter_value(self.ctx, event, error)
+        message = event.message
+        return await self.send(self.ctx.topics.dlq, message.key, value, message.partition, _trace_headers(event))
 
 
 def _trace_headers(event: EventT) -> dict[str, bytes]:

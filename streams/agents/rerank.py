@@ -35,9 +35,10 @@ from faust.types import EventT
 
 from .. import metrics, rerank
 from ..context import WorkerContext
+from .dead_letter import dead_letter_value, now_ms
 from ..errors import ErrorCode, RecordError
 from ..gallery import DimensionMismatch, Galleries
-from ..logs import log_context, trace_headers, traceparent_from_headers
+from ..logs import trace_headers, traceparent_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def unit_vector(values: Sequence[float], what: str) -> np.ndarray:
     return vector / norm
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # --- ranking methods -------------------------------------------------------
@@ -302,23 +301,6 @@ class QueryRanker:
 # --- wiring ----------------------------------------------------------------
 
 
-def dead_letter(ctx: WorkerContext, event: EventT, error: RecordError) -> bytes:
-    """The ``DeadLetter`` value of a record this module cannot use."""
-    message = event.message
-    with log_context(traceparent=traceparent_from_headers(message.headers)):
-        log.info("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
-    metrics.DLQ_TOTAL.labels(error_code=error.code.value).inc()
-    record = {
-        "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
-        "key": message.key,
-        "value": message.value,
-        "error_code": error.code.value,
-        "message": error.message,
-        "at": now_ms(),
-    }
-    return ctx.codec.encode("DeadLetter", record, topic=ctx.topics.dlq)
-
-
 def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     """Declare the gallery table and the ``gallery`` and ``rerank`` agents on ``app``."""
     topics = ctx.topics
@@ -339,7 +321,7 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
             try:
                 await keeper.apply(event)
             except RecordError as exc:
-                await (await send(topics.dlq, event, event.message.key, dead_letter(ctx, event, exc)))
+                await (await send(topics.dlq, event, event.message.key, dead_letter_value(ctx, event, exc)))
 
     async def rerank_queries(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
@@ -348,7 +330,7 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
                 try:
                     result = await ranker.answer(event)
                 except RecordError as exc:
-                    pending.append(await send(topics.dlq, event, event.message.key, dead_letter(ctx, event, exc)))
+                    pending.append(await send(topics.dlq, event, event.message.key, dead_letter_value(ctx, event, exc)))
                 else:
                     value = ctx.codec.encode("RerankResult", result, topic=topics.rerank_results)
                     pending.append(await send(topics.rerank_results, event, result["query_id"].encode(), value))
