@@ -35,10 +35,10 @@ from faust.types import EventT
 
 from .. import metrics, rerank
 from ..context import WorkerContext
-from .dead_letter import dead_letter_value, now_ms
 from ..errors import ErrorCode, RecordError
 from ..gallery import DimensionMismatch, Galleries
 from ..logs import trace_headers, traceparent_from_headers
+from .dead_letter import dead_letter_value, now_ms
 
 log = logging.getLogger(__name__)
 
