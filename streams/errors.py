@@ -54,7 +54,7 @@ class BackendNotReady(BackendError):
 
 
 class KafkaAuthenticationFailed(FacestreamError):
-    """The broker refused our credentials: not retryable, the worker must stop and say so once.
+    """The broker refused our credentials, or TLS failed either way: not retryable, stop and say so once.
 
     The message names the user, protocol and mechanism, never the password.
     """

@@ -36,13 +36,25 @@ def authentication_failed(settings: Settings, reason: str) -> KafkaAuthenticatio
     who = f"user {settings.kafka_sasl_username!r}, " if settings.kafka_sasl_username else ""
     mechanism = f" {settings.kafka_sasl_mechanism}" if "SASL" in settings.kafka_security_protocol.upper() else ""
     message = (
-        f"Kafka refused our credentials ({who}{settings.kafka_security_protocol}{mechanism}, "
+        f"Kafka authentication failed ({who}{settings.kafka_security_protocol}{mechanism}, "
         f"brokers {settings.kafka_bootstrap_servers}): {reason}. "
         "Check FACESTREAM_KAFKA_SASL_USERNAME / FACESTREAM_KAFKA_SASL_PASSWORD and the TLS files."
     )
     if settings.kafka_sasl_password:
         message = message.replace(settings.kafka_sasl_password, "***")
     return KafkaAuthenticationFailed(message)
+
+
+def refused(error: KafkaError) -> bool:
+    """A refused SASL login or a failed TLS handshake (untrusted broker, rejected client certificate).
+
+    librdkafka reports a TLS alert sent by the broker (bad or missing client
+    certificate) as a transport error, like a dropped connection; its text tells them apart.
+    """
+    code = error.code()
+    if code in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+        return True
+    return code == KafkaError._TRANSPORT and "ssl/tls alert" in error.str()
 
 
 class ClientErrorCallback:
@@ -52,11 +64,8 @@ class ClientErrorCallback:
         self.settings = settings
         self._last_code: int | None = None
 
-    # A refused SASL login, a failed TLS handshake (untrusted CA, rejected client certificate): retrying cannot help.
-    REFUSED = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
-
     def __call__(self, error: KafkaError) -> None:
-        if error.code() in self.REFUSED:
+        if refused(error):
             raise authentication_failed(self.settings, error.str())
         if error.code() != self._last_code:
             # librdkafka retries these on its own; one line per change of state is enough.

@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import SaslAuthenticationFailed
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams.config import Settings
 from streams.kafka_auth import authentication_failed
 from streams.kafka_config import faust_credentials
+
+HANDSHAKE_ATTEMPTS = 3
+RETRY_DELAY_S = 0.5
 
 
 def verify_kafka_credentials(settings: Settings, timeout_s: float = 10.0) -> None:
@@ -39,13 +42,25 @@ def verify_kafka_credentials(settings: Settings, timeout_s: float = 10.0) -> Non
 async def _handshake(settings: Settings, auth: Mapping[str, Any], timeout_s: float) -> None:
     for server in settings.kafka_bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
-        try:
-            conn = await create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **auth)
-        except SaslAuthenticationFailed as exc:
-            raise authentication_failed(settings, str(exc)) from None
-        except ssl.SSLError as exc:  # before OSError, its base: an untrusted or rejected certificate
-            raise authentication_failed(settings, f"TLS handshake failed: {exc.reason or exc}") from None
-        except OSError:
-            continue
-        conn.close()
-        return
+        for attempt in range(1, HANDSHAKE_ATTEMPTS + 1):
+            try:
+                conn = await create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **auth)
+            except SaslAuthenticationFailed as exc:
+                raise authentication_failed(settings, str(exc)) from None
+            except ssl.SSLError as exc:  # before OSError, its base: an untrusted broker certificate
+                raise authentication_failed(settings, f"TLS handshake failed: {exc.reason or exc}") from None
+            except KafkaConnectionError:
+                # With TLS 1.3 a broker that rejects our client certificate just closes the connection
+                # after the handshake; a broker that merely restarted would not do so every time.
+                if auth.get("ssl_context") is None or attempt < HANDSHAKE_ATTEMPTS:
+                    await asyncio.sleep(RETRY_DELAY_S)
+                    continue
+                raise authentication_failed(
+                    settings,
+                    f"the broker closed the TLS connection on each of {HANDSHAKE_ATTEMPTS} attempts: "
+                    "it refused our client certificate, or we presented none",
+                ) from None
+            except OSError:
+                break  # unreachable: try the next bootstrap server
+            conn.close()
+            return

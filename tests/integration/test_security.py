@@ -1,8 +1,10 @@
-"""Secure Kafka against a real broker with a SASL_PLAINTEXT / SCRAM-SHA-512 listener (scripts/kafka-local).
+"""Secure Kafka against real brokers started by scripts/kafka-local: SCRAM-SHA-512 over
+SASL_PLAINTEXT, and over SASL_SSL with mutual TLS (the broker demands a client certificate).
 
 Right credentials: confluent-kafka clients and the real worker do their work.
-Wrong password: one typed KafkaAuthenticationFailed, fast, no retry storm at
-the broker, no stack traces, and the password in no output.
+Wrong password, untrusted broker, missing client certificate: one typed
+KafkaAuthenticationFailed, fast, no retry storm at the broker, no stack traces,
+and the password in no output.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from confluent_kafka import Producer
 from streams.config import Settings
 from streams.errors import KafkaAuthenticationFailed
 from streams.kafka_config import confluent_producer
-from streams.kafka_preflight import verify_kafka_credentials
+from streams.kafka_preflight import HANDSHAKE_ATTEMPTS, verify_kafka_credentials
 from streams.topics import TopicNames, ensure_topics
 from tests.kafka_broker import REPO, local_broker
 from tests.photos import PORTRAITS
@@ -34,57 +37,109 @@ PASSWORD = "right-" + uuid.uuid4().hex
 WRONG = "wrong-" + uuid.uuid4().hex
 
 
-class SaslBroker:
-    def __init__(self, bootstrap: str, logs: Path) -> None:
-        self.bootstrap = bootstrap
-        self.logs = logs
+@dataclass(frozen=True)
+class SecureBroker:
+    protocol: str
+    bootstrap: str
+    workdir: Path
+
+    @property
+    def tls(self) -> Path:
+        return self.workdir / "tls"
 
     def failed_logins(self) -> int:
-        """Authentication failures the broker has logged so far (one per refused connection)."""
-        text = (self.logs / "server.log").read_text(errors="replace")
+        """Refused connections (SASL or TLS) the broker has logged so far."""
+        text = (self.workdir / "logs" / "server.log").read_text(errors="replace")
         return text.count("Failed authentication with")
 
+    def settings(self, tmp_path: Path, password: str = PASSWORD, **overrides) -> Settings:
+        run = uuid.uuid4().hex[:8]
+        tls = (
+            {
+                "kafka_ssl_cafile": str(self.tls / "ca.pem"),
+                "kafka_ssl_certfile": str(self.tls / "client.pem"),
+                "kafka_ssl_keyfile": str(self.tls / "client.key"),
+            }
+            if self.protocol == "SASL_SSL"
+            else {}
+        )
+        values = {
+            "kafka_bootstrap_servers": self.bootstrap,
+            "kafka_security_protocol": self.protocol,
+            "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_sasl_username": USER,
+            "kafka_sasl_password": password,
+            "app_id": f"facestream-secure-{run}",
+            "topic_prefix": f"s{run}.",
+            "topic_partitions": 1,
+            "data_dir": str(tmp_path / "worker"),
+            **tls,
+            **overrides,
+        }
+        return Settings.from_env(None, **values)
 
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory) -> SaslBroker:
-    workdir = tmp_path_factory.mktemp("kafka-sasl")
+
+def start_broker(tmp_path_factory, protocol: str):
+    workdir = tmp_path_factory.mktemp(protocol.lower())
     env = {
         "KAFKA_LOCAL_SASL": "1",
+        "KAFKA_LOCAL_TLS": "1" if protocol == "SASL_SSL" else "0",
         "KAFKA_LOCAL_SASL_USERNAME": USER,
         "KAFKA_LOCAL_SASL_PASSWORD": PASSWORD,
         "KAFKA_LOCAL_DIR": str(workdir),
     }
-    with local_broker(**env) as bootstrap:
-        yield SaslBroker(bootstrap, workdir / "logs")
+    return local_broker(**env), workdir
 
 
-def secure_settings(broker: SaslBroker, password: str, tmp_path: Path) -> Settings:
-    run = uuid.uuid4().hex[:8]
-    return Settings.from_env(
-        None,
-        kafka_bootstrap_servers=broker.bootstrap,
-        kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism="SCRAM-SHA-512",
-        kafka_sasl_username=USER,
-        kafka_sasl_password=password,
-        app_id=f"facestream-sasl-{run}",
-        topic_prefix=f"s{run}.",
-        topic_partitions=1,
-        data_dir=str(tmp_path / "worker"),
+@pytest.fixture(scope="module")
+def sasl_broker(tmp_path_factory):
+    broker, workdir = start_broker(tmp_path_factory, "SASL_PLAINTEXT")
+    with broker as bootstrap:
+        yield SecureBroker("SASL_PLAINTEXT", bootstrap, workdir)
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory):
+    broker, workdir = start_broker(tmp_path_factory, "SASL_SSL")
+    with broker as bootstrap:
+        yield SecureBroker("SASL_SSL", bootstrap, workdir)
+
+
+@pytest.fixture(params=["SASL_PLAINTEXT", "SASL_SSL"])
+def secure_broker(request) -> SecureBroker:
+    return request.getfixturevalue({"SASL_PLAINTEXT": "sasl_broker", "SASL_SSL": "tls_broker"}[request.param])
+
+
+def run_worker_until_exit(settings: Settings) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "worker"],
+        cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=60, check=False,
     )
+    return done, time.monotonic() - started
 
 
-def test_worker_and_clients_work_with_the_right_credentials(sasl_broker, photo_paths, tmp_path):
-    settings = secure_settings(sasl_broker, PASSWORD, tmp_path)
+def assert_one_clear_line(done: subprocess.CompletedProcess, elapsed: float, reason: str) -> None:
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert elapsed < 30, f"took {elapsed:.1f} s to give up"
+    (line,) = output.strip().splitlines()
+    assert line.startswith("facestream worker: Kafka authentication failed"), line
+    assert USER in line and reason in line, line
+    assert WRONG not in output and PASSWORD not in output and "Traceback" not in output
+
+
+def test_worker_and_clients_work_with_the_right_credentials(secure_broker, photo_paths, tmp_path):
+    settings = secure_broker.settings(tmp_path)
     verify_kafka_credentials(settings)  # the handshake faust's aiokafka makes: accepted
     topics = TopicNames.from_settings(settings)
     ensure_topics(settings)  # confluent-kafka AdminClient
     names = sorted(PORTRAITS)[:3]
     with WorkerProcess(settings, tmp_path / "worker.log"):  # faust (aiokafka) consumer + producer
-        env = {**os.environ, **settings_env(settings)}
         produced = subprocess.run(
             [sys.executable, "-m", "streams", "produce", "--no-progress", *(str(photo_paths[n]) for n in names)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+            cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=120,
+            check=False,
         )  # confluent-kafka Producer
         assert produced.returncode == 0, produced.stderr
         embeddings = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= len(names))  # Consumer
@@ -93,8 +148,8 @@ def test_worker_and_clients_work_with_the_right_credentials(sasl_broker, photo_p
     assert PASSWORD not in (tmp_path / "worker.log").read_text(errors="replace") + produced.stdout + produced.stderr
 
 
-def test_wrong_password_is_one_typed_error_for_a_confluent_client(sasl_broker, tmp_path, capfd, caplog):
-    settings = secure_settings(sasl_broker, WRONG, tmp_path)
+def test_wrong_password_is_one_typed_error_for_a_confluent_client(secure_broker, tmp_path, capfd, caplog):
+    settings = secure_broker.settings(tmp_path, WRONG)
     producer = Producer(confluent_producer(settings))
     producer.produce("any-topic", value=b"x")
     started = time.monotonic()
@@ -107,12 +162,12 @@ def test_wrong_password_is_one_typed_error_for_a_confluent_client(sasl_broker, t
 
     message = str(raised.value)
     assert elapsed < 5, f"took {elapsed:.1f} s to report"
-    assert "Kafka refused our credentials" in message and USER in message and "SCRAM-SHA-512" in message
+    assert "Kafka authentication failed" in message and USER in message and "SCRAM-SHA-512" in message
     assert WRONG not in message
 
-    settled = sasl_broker.failed_logins()
+    settled = secure_broker.failed_logins()
     time.sleep(3)
-    assert sasl_broker.failed_logins() == settled, "the client kept retrying after the error"
+    assert secure_broker.failed_logins() == settled, "the client kept retrying after the error"
 
     out, err = capfd.readouterr()
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -120,20 +175,50 @@ def test_wrong_password_is_one_typed_error_for_a_confluent_client(sasl_broker, t
     assert "FAIL" not in err  # librdkafka's per-attempt lines are not printed on stderr
 
 
-def test_wrong_password_stops_the_worker_with_one_clear_line(sasl_broker, tmp_path):
-    settings = secure_settings(sasl_broker, WRONG, tmp_path)
-    before = sasl_broker.failed_logins()
-    env = {**os.environ, **settings_env(settings)}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "streams", "worker"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    elapsed = time.monotonic() - started
-    output = done.stdout + done.stderr
+def test_wrong_password_stops_the_worker_with_one_clear_line(secure_broker, tmp_path):
+    before = secure_broker.failed_logins()
+    done, elapsed = run_worker_until_exit(secure_broker.settings(tmp_path, WRONG))
+    assert_one_clear_line(done, elapsed, "invalid credentials")
+    assert secure_broker.failed_logins() - before == 1  # one attempt, no storm
 
-    assert done.returncode == 2, output
-    assert elapsed < 30, f"took {elapsed:.1f} s to give up"
-    (line,) = output.strip().splitlines()
-    assert line.startswith("facestream worker: Kafka refused our credentials"), line
-    assert USER in line and WRONG not in output and "Traceback" not in output
-    assert sasl_broker.failed_logins() - before == 1  # one attempt, no storm
+
+@pytest.fixture
+def foreign_ca(tmp_path) -> Path:
+    """A CA the broker has never heard of, with a client certificate it signed."""
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=foreign-ca", "-keyout", "ca.key", "-out", "ca.pem"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=foreign", "-keyout", "client.key", "-out", "client.csr"],
+        ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-out", "client.pem"],
+    ):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    return tmp_path
+
+
+def test_an_untrusted_broker_stops_the_worker_with_one_clear_line(tls_broker, foreign_ca, tmp_path):
+    settings = tls_broker.settings(tmp_path, kafka_ssl_cafile=str(foreign_ca / "ca.pem"))
+    before = tls_broker.failed_logins()
+    done, elapsed = run_worker_until_exit(settings)
+    assert_one_clear_line(done, elapsed, "CERTIFICATE_VERIFY_FAILED")
+    assert tls_broker.failed_logins() - before <= 1  # one handshake, no storm
+
+
+@pytest.mark.parametrize("presented", ["none", "foreign"])
+def test_a_refused_client_certificate_is_one_typed_error(tls_broker, foreign_ca, tmp_path, presented):
+    certs = (
+        {"kafka_ssl_certfile": "", "kafka_ssl_keyfile": ""}
+        if presented == "none"
+        else {"kafka_ssl_certfile": str(foreign_ca / "client.pem"), "kafka_ssl_keyfile": str(foreign_ca / "client.key")}
+    )
+    settings = tls_broker.settings(tmp_path, **certs)
+    before = tls_broker.failed_logins()
+    done, elapsed = run_worker_until_exit(settings)
+    assert_one_clear_line(done, elapsed, "refused our client certificate")
+    assert tls_broker.failed_logins() - before <= HANDSHAKE_ATTEMPTS  # a few handshakes, no storm
+
+    producer = Producer(confluent_producer(settings))
+    started = time.monotonic()
+    with pytest.raises(KafkaAuthenticationFailed, match="alert bad certificate"):
+        while time.monotonic() - started < 30:
+            producer.poll(0.1)
+    assert time.monotonic() - started < 5
+    producer.close()
