@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from ..config import Settings
+from ..kafka_preflight import verify_kafka_credentials
 
 SHORT_EMBEDDING = 4
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..kafka_config import confluent_consumer
 
     settings = Settings.from_env()
+    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
     topic = resolve_topic(settings, args.topic)
     codec = AvroCodec(settings.schema_registry_url)
     consumer = Consumer(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..kafka_preflight import verify_kafka_credentials
 
 # Java clients and faust (aiokafka) place keys with murmur2; confluent-kafka defaults to CRC32.
 # Gallery entries and queries must land on the partition of their gallery id whoever produces them.
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..codecs import AvroCodec
 
     settings = Settings.from_env()
+    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
     topic = settings.topic("gallery")
     codec = AvroCodec(settings.schema_registry_url)
     producer = gallery_keyed_producer(settings)

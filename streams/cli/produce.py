@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import Settings
+from ..kafka_preflight import verify_kafka_credentials
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print("facestream produce: --repeat must be at least 1", file=sys.stderr)
         return 2
     settings = Settings.from_env()
+    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
     topic = args.topic or settings.topic("images")
     files = list(files_under(args.paths))
     missing = [str(p) for p in files if not p.exists()]

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from ..config import Settings
+from ..kafka_preflight import verify_kafka_credentials
 from .enroll import embed_photos, gallery_keyed_producer, largest_face
 
 METHODS = ("cosine", "k_reciprocal", "query_expansion")
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if face is None:
         return fail({"code": "NO_FACE", "message": f"no face found in {args.path}"})
     settings = Settings.from_env()
+    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
     query = {
         "query_id": uuid.uuid4().hex,
         "gallery_id": args.gallery,
