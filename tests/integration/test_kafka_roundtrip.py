@@ -6,7 +6,7 @@ import hashlib
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams.codecs import AvroCodec
 from streams.kafka_config import confluent_consumer, confluent_producer
@@ -37,7 +37,8 @@ def test_image_events_roundtrip_through_the_broker(stream_settings, photo_bytes)
     assert [str(e) for e in errors if e is not None] == [] and len(errors) == len(payloads)
 
     consumer = Consumer(confluent_consumer(stream_settings, group_id=f"{stream_settings.app_id}-roundtrip"))
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     received = {}
     deadline = time.monotonic() + 120
     while len(received) < len(payloads) and time.monotonic() < deadline:
@@ -47,7 +48,9 @@ def test_image_events_roundtrip_through_the_broker(stream_settings, photo_bytes)
         event = codec.decode(msg.value(), expect="ImageEvent")
         assert msg.key().decode() == event["id"]
         received[event["id"]] = event["image"]
+    watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
     consumer.close()
+    assert sum(high - low for low, high in watermarks.values()) == len(payloads), watermarks
     # Compare digests: a failed comparison of 16 MiB payloads would make pytest diff them for minutes.
     assert sorted(received) == sorted(payloads), f"missing: {sorted(set(payloads) - set(received))}"
     digest = {name: hashlib.sha256(data).hexdigest() for name, data in payloads.items()}
