@@ -105,11 +105,12 @@ def main() -> int:
         photos = fetch()
         subprocess.run([sys.executable, "-m", "streams", "produce", "--no-progress", *map(str, photos)], check=True)
         records = read_embeddings(settings, start, set(PHOTOS))
-        print(f"\n{'image':<16} faces  best score")
+        width = max(map(len, PHOTOS)) + 2
+        print(f"\n{'image':<{width}} faces  best score")
         for name in PHOTOS:
             faces = records.get(name, {}).get("faces", [])
-            best = max((f["score"] for f in faces), default=float("nan"))
-            print(f"{name:<16} {len(faces):>5}  {best:.3f}")
+            best = f"{max(f['score'] for f in faces):.3f}" if faces else "-"
+            print(f"{name:<{width}} {len(faces):>5}  {best}")
 
         def first(name: str) -> list[float]:
             return records[name]["faces"][0]["embedding"]

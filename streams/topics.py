@@ -9,6 +9,7 @@ payloads fit everywhere under the same limit.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -62,4 +63,24 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 raise
     if created:
         log.info("created topics %s", created)
+    _wait_for_leaders(admin, [t.topic for t in wanted], timeout_s)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -> None:
+    """Return once every partition of ``topics`` has a leader: a topic is usable only then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=timeout_s).topics
+        leaderless = [
+            name
+            for name in topics
+            if name not in metadata
+            or metadata[name].error is not None
+            or any(p.leader < 0 for p in metadata[name].partitions.values())
+        ]
+        if not leaderless:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without partition leaders after {timeout_s:g} s: {leaderless}")
+        time.sleep(0.2)
