@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,26 @@ namespace rerank {
 namespace {
 
 constexpr std::size_t kRowsPerTask = 16;
+
+// Four floats at a time, on whatever vector unit the baseline flags allow.
+typedef float Vec __attribute__((vector_size(16)));
+typedef std::int32_t Mask __attribute__((vector_size(16)));
+constexpr std::size_t kVecLanes = sizeof(Vec) / sizeof(float);
+
+Vec load(const float* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+Vec splat(float x) { return Vec{} + x; }
+
+// Whether any lane is set: two 64-bit halves, cheaper than four lane extractions.
+bool any(Mask m) {
+    std::uint64_t half[2];
+    std::memcpy(half, &m, sizeof half);
+    return (half[0] | half[1]) != 0;
+}
 
 struct SparseRow {
     std::vector<std::int32_t> cols;  // increasing
@@ -124,7 +145,8 @@ private:
             std::vector<double> rows64, chunk_min64;
             std::vector<float> rows32, chunk_min32;
             std::vector<Ranked<double>> best64;
-            std::vector<std::int32_t> low, high;  // candidates for the nearest and for the farthest
+            std::vector<Ranked<float>> low;  // candidates for the nearest
+            std::vector<std::int32_t> high;  // and for the farthest
         };
         std::vector<Scratch> scratch(nthreads);
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
@@ -158,22 +180,32 @@ private:
                     // Bounds widened to the next float outwards, so that comparing in float loses nothing.
                     const float limit = widen(double(chunk_threshold(row, n_, kmax_, s.chunk_min32)) + 2.0 * delta, 1.0f);
                     const float floor = widen(double(row_maximum(row, n_)) - 2.0 * delta, -1.0f);
-                    s.low.clear();
-                    s.high.clear();
-                    for (std::size_t j = 0; j < n_; ++j) {  // both branches are rarely taken
-                        if (row[j] <= limit) s.low.push_back(static_cast<std::int32_t>(j));
-                        if (row[j] >= floor) s.high.push_back(static_cast<std::int32_t>(j));
+                    // Four at a time, as both bounds rarely pass; within a four that does, each value
+                    // is written and kept or not without a branch. The buffers grow once, to n_ and more.
+                    s.low.resize(n_ + kVecLanes);
+                    s.high.resize(n_ + kVecLanes);
+                    std::size_t lows = 0, highs = 0;
+                    for (std::size_t j = 0; j < n_; j += kVecLanes) {
+                        const Vec v = load(row + j);
+                        if (!any((v <= splat(limit)) | (v >= splat(floor)))) continue;
+                        for (std::size_t e = j; e < std::min(n_, j + kVecLanes); ++e) {
+                            s.low[lows] = {row[e], static_cast<std::int64_t>(e)};
+                            lows += row[e] <= limit;
+                            s.high[highs] = static_cast<std::int32_t>(e);
+                            highs += row[e] >= floor;
+                        }
                     }
-                    const std::size_t lows = s.low.size(), highs = s.high.size();
+                    // limit only bounds the kmax_-th smallest from above: the exact one narrows the candidates.
+                    const auto low_end = s.low.begin() + static_cast<std::ptrdiff_t>(lows);
+                    std::nth_element(s.low.begin(), s.low.begin() + static_cast<std::ptrdiff_t>(kmax_ - 1), low_end,
+                                     [](const Ranked<float>& a, const Ranked<float>& b) { return a.value < b.value; });
+                    const float near = widen(double(s.low[kmax_ - 1].value) + 2.0 * delta, 1.0f);
                     s.best64.clear();
-                    for (std::size_t e = 0; e < lows; ++e) {
-                        const auto j = static_cast<std::size_t>(s.low[e]);
-                        s.best64.push_back({exact_sqdist(i, j), static_cast<std::int64_t>(j)});
-                    }
+                    for (auto p = s.low.begin(); p != low_end; ++p)
+                        if (p->value <= near) s.best64.push_back({exact_sqdist(i, static_cast<std::size_t>(p->index)), p->index});
                     TopK<double>::select_best(s.best64, kmax_);
                     mx = 0.0;
-                    for (std::size_t e = 0; e < highs; ++e)
-                        mx = std::max(mx, exact_sqdist(i, static_cast<std::size_t>(s.high[e])));
+                    for (std::size_t e = 0; e < highs; ++e) mx = std::max(mx, exact_sqdist(i, static_cast<std::size_t>(s.high[e])));
                 }
                 if (!(mx > 0.0)) throw InvalidInput("all query and gallery rows are identical: distances cannot be scaled");
                 row_max_[i] = mx;
