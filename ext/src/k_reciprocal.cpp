@@ -219,33 +219,47 @@ private:
 
     const std::int32_t* nearest(std::size_t i) const { return neighbours_.data() + i * kmax_; }
 
-    bool among_first(std::size_t of, std::size_t count, std::int32_t who) const {
-        const std::int32_t* nn = nearest(of);
-        bool found = false;
-        for (std::size_t p = 0; p < count; ++p) found |= nn[p] == who;  // no early exit: vectorises
-        return found;
-    }
-
-    // Sets out to the members of the first `count` neighbours of i that have i among their own first `count`.
+    // Sets out to the members of the first `count` (at most k1_) neighbours of i that have i among their own first `count`.
     void reciprocal(std::size_t i, std::size_t count, std::vector<std::int32_t>& out) const {
         out.clear();
         for (std::size_t p = 0; p < count; ++p)
-            if (among_first(static_cast<std::size_t>(nearest(i)[p]), count, static_cast<std::int32_t>(i)))
-                out.push_back(nearest(i)[p]);
+            if (static_cast<std::size_t>(back_rank_[i * k1_ + p]) < count) out.push_back(nearest(i)[p]);
     }
 
-    // The reciprocal set over half_ of every point, computed once: encode() consults
-    // the set of each member of a point's own set, so each is wanted many times.
+    // back_rank_, and the reciprocal set over half_ of every point, computed once:
+    // encode() consults the set of each member of a point's own set, so each is wanted
+    // many times. Back ranks come from a reverse index (who has i among their first k1_,
+    // and where): one pass per point, rather than a scan of each neighbour's own list.
     void half_sets() {
+        std::vector<std::size_t> start(n_ + 1, 0);
+        for (std::size_t p = 0; p < n_; ++p)
+            for (std::size_t q = 0; q < k1_; ++q) ++start[static_cast<std::size_t>(nearest(p)[q]) + 1];
+        for (std::size_t i = 0; i < n_; ++i) start[i + 1] += start[i];
+        std::vector<std::pair<std::int32_t, std::int32_t>> holders(n_ * k1_);  // (p, q): nearest(p)[q] is the point
+        std::vector<std::size_t> fill(start.begin(), start.end() - 1);
+        for (std::size_t p = 0; p < n_; ++p)
+            for (std::size_t q = 0; q < k1_; ++q)
+                holders[fill[static_cast<std::size_t>(nearest(p)[q])]++] = {static_cast<std::int32_t>(p), static_cast<std::int32_t>(q)};
+
+        back_rank_.resize(n_ * k1_);
         half_set_.resize(n_ * half_);
         half_count_.resize(n_);
         const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
-        std::vector<std::vector<std::int32_t>> scratch(threads_for(tasks, n_ * half_ * half_));
+        struct Scratch {
+            std::vector<std::int32_t> rank;  // per point: where the current point stands among its first k1_
+            std::vector<std::int32_t> set;
+        };
+        std::vector<Scratch> scratch(threads_for(tasks, n_ * k1_ * 8));
         parallel_for(tasks, static_cast<unsigned>(scratch.size()), [&](std::size_t task, unsigned worker) {
+            auto& [rank, set] = scratch[worker];
+            rank.resize(n_, static_cast<std::int32_t>(k1_));
             for (std::size_t i = task * kRowsPerTask; i < std::min(n_, (task + 1) * kRowsPerTask); ++i) {
-                reciprocal(i, half_, scratch[worker]);
-                half_count_[i] = scratch[worker].size();
-                std::copy(scratch[worker].begin(), scratch[worker].end(), half_set_.begin() + static_cast<std::ptrdiff_t>(i * half_));
+                for (std::size_t e = start[i]; e < start[i + 1]; ++e) rank[static_cast<std::size_t>(holders[e].first)] = holders[e].second;
+                for (std::size_t p = 0; p < k1_; ++p) back_rank_[i * k1_ + p] = rank[static_cast<std::size_t>(nearest(i)[p])];
+                for (std::size_t e = start[i]; e < start[i + 1]; ++e) rank[static_cast<std::size_t>(holders[e].first)] = static_cast<std::int32_t>(k1_);
+                reciprocal(i, half_, set);
+                half_count_[i] = set.size();
+                std::copy(set.begin(), set.end(), half_set_.begin() + static_cast<std::ptrdiff_t>(i * half_));
             }
         });
     }
@@ -389,6 +403,7 @@ private:
     std::vector<double> x_, sq_, row_max_, scaled_queries_;  // x_: xf_ in double
     std::vector<std::int32_t> neighbours_;  // n_ x kmax_, nearest first
     std::vector<double> neighbour_sq_;      // their squared distances
+    std::vector<std::int32_t> back_rank_;   // n_ x k1_: where i stands among the first k1_ of its p-th nearest, k1_ if not there
     std::vector<std::int32_t> half_set_;    // n_ x half_: reciprocal sets over half_, half_count_ long
     std::vector<std::size_t> half_count_;
     std::vector<SparseRow> v_;
