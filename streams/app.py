@@ -11,8 +11,9 @@ from pathlib import Path
 
 import faust
 
-from .agents.embed import MAX_BACKOFF_S, register_embed_agent
+from .agents.embed import register_embed_agent
 from .agents.rerank import register_rerank_agents
+from .backoff import backoff_delays
 from .config import Settings
 from .context import WorkerContext
 from .kafka_config import faust_broker_url, faust_credentials
@@ -57,14 +58,12 @@ def create_app(settings: Settings) -> faust.App:
     async def start_backend() -> None:
         # Load the models before the first batch arrives, and keep trying until they load: /readyz must
         # turn 200 once the backend serves, even while no event arrives to make the agent retry.
-        delay = settings.retry_backoff_ms / 1000.0
-        while True:
+        for delay in backoff_delays(settings):
             try:
                 await ctx.started_pipeline()
                 return
             except Exception as exc:  # readiness reports it meanwhile
                 app.log.warning("backend not ready at start-up, next try in %.1f s: %s", delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
 
     return app

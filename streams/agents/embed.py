@@ -27,6 +27,7 @@ import numpy as np
 from faust.types import EventT
 
 from .. import metrics
+from ..backoff import backoff_delays
 from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
 from ..logs import log_context, new_batch_id, trace_headers, traceparent_from_headers
@@ -35,7 +36,6 @@ from .dead_letter import dead_letter_value, now_ms
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
 #: send(topic, key, value, partition, headers) -> a future that resolves once Kafka acknowledged the record.
 Send = Callable[[str, bytes | None, bytes, int, dict[str, bytes]], Awaitable[Awaitable[Any]]]
 
@@ -134,18 +134,16 @@ class EmbedBatch:
         Good images are never dead-lettered for a backend outage: the batch waits,
         its offsets stay uncommitted, and /readyz reports the backend down.
         """
-        delay = self.ctx.settings.retry_backoff_ms / 1000.0
-        attempt = 0
+        delays = enumerate(backoff_delays(self.ctx.settings), start=1)
         while True:
             try:
                 pipeline = await self.ctx.started_pipeline()
                 return await pipeline.process(images)
             except BackendError as exc:
-                attempt += 1
+                attempt, delay = next(delays)
                 metrics.BACKEND_UP.labels(backend=self.ctx.settings.backend).set(0)
                 log.warning("backend failed (attempt %d), retrying in %.1f s: %s", attempt, delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _embeddings(self, item: Prepared, result: ImageFaces | RecordError) -> Awaitable[Any]:
         if isinstance(result, RecordError):
