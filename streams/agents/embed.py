@@ -30,14 +30,15 @@ from .. import metrics
 from ..backoff import backoff_delays
 from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
-from ..logs import log_context, new_batch_id, trace_headers, traceparent_from_headers
+from ..logs import log_context, new_batch_id
 from ..pipeline import ImageFaces
 from .dead_letter import dead_letter_value, now_ms
+from .outputs import Outputs
 
 log = logging.getLogger(__name__)
 
-#: send(topic, key, value, partition, headers) -> a future that resolves once Kafka acknowledged the record.
-Send = Callable[[str, bytes | None, bytes, int, dict[str, bytes]], Awaitable[Awaitable[Any]]]
+#: send(topic, input event, key, value) -> a future that resolves once Kafka acknowledged the record.
+Send = Callable[[str, EventT, bytes | None, bytes], Awaitable[Awaitable[Any]]]
 
 
 @dataclass
@@ -180,18 +181,12 @@ class EmbedBatch:
         }
         topic = self.ctx.topics.embeddings
         value = self.ctx.codec.encode("FaceEmbeddings", record, topic=topic)
-        return await self.send(topic, item.record["id"].encode(), value, message.partition, _trace_headers(item.event))
+        return await self.send(topic, item.event, item.record["id"].encode(), value)
 
     async def _dead_letter(self, event: EventT, error: RecordError) -> Awaitable[Any]:
         metrics.IMAGES_TOTAL.labels(result="dlq").inc()
         value = dead_letter_value(self.ctx, event, error)
-        message = event.message
-        return await self.send(self.ctx.topics.dlq, message.key, value, message.partition, _trace_headers(event))
-
-
-def _trace_headers(event: EventT) -> dict[str, bytes]:
-    """The input's W3C traceparent, copied onto its output record."""
-    return trace_headers(traceparent_from_headers(event.message.headers))
+        return await self.send(self.ctx.topics.dlq, event, event.message.key, value)
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -199,65 +194,17 @@ def _jpeg(image: np.ndarray) -> bytes:
     return buf.tobytes() if ok else b""
 
 
-def _transactional_id(app: faust.App, source: faust.TopicT, partition: int) -> str:
-    """The id of the transaction faust commits the offsets of ``source``'s ``partition`` in.
-
-    faust-streaming sends agent output through a transaction only when the app also
-    consumes the output topic; other outputs bypass the transactions and would be
-    visible before their input's offset is committed (duplicates after a crash).
-    The format is faust's own (``TransactionManager.transactional_id_format``).
-    """
-    group = app.assignor.group_for_topic(source.get_topic_name())
-    return f"{app.conf.id}-{group}-{partition}"
-
-
-async def commit_acked(consumer: faust.types.ConsumerT) -> None:
-    """Commit every offset acknowledged so far, even when a timer commit is already running.
-
-    ``Consumer.commit`` returns at once when a commit is in flight, and that one may
-    have read the acknowledged offsets before ours were added. A second call either
-    commits them itself or waits for a commit that began after them.
-    """
-    await consumer.commit()
-    await consumer.commit()
-
-
 def register_embed_agent(app: faust.App, ctx: WorkerContext) -> faust.types.AgentT:
     """Declare the embed agent on ``app``: raw bytes in, so a malformed record can be dead-lettered."""
     images = app.topic(ctx.topics.images, key_serializer="raw", value_serializer="raw")
-    outputs = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in (ctx.topics.embeddings, ctx.topics.dlq)
-    }
-
+    outputs = Outputs(app, ctx.settings, images, [ctx.topics.embeddings, ctx.topics.dlq])
+    batch = EmbedBatch(ctx, outputs.send)
     settings = ctx.settings
-    exactly_once = settings.processing_guarantee == "exactly_once"
-
-    async def send(
-        topic: str, key: bytes | None, value: bytes, partition: int, headers: dict[str, bytes]
-    ) -> Awaitable[Any]:
-        # Outputs go to the partition of their input: the topics are co-partitioned, and under
-        # exactly-once a record then belongs to the transaction that commits its input's offset.
-        if exactly_once:
-            return await app.producer.send(
-                topic, key, value, partition, None, headers, transactional_id=_transactional_id(app, images, partition)
-            )
-        return await outputs[topic].send(key=key, value=value, partition=partition, headers=headers)
-
-    batch = EmbedBatch(ctx, send)
 
     async def embed(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
             with log_context(batch_id=new_batch_id()):
                 await batch.handle(events)
-            if exactly_once:
-                # Commit the batch's offsets together with its outputs before the next batch
-                # writes into the same transactions; a crash then replays whole batches only.
-                for event in events:
-                    event.ack()
-                await commit_acked(app.consumer)
+            await outputs.batch_done(events)
 
-    # Under exactly-once one batch at a time: a second batch's outputs must never ride along in
-    # the transaction that commits the first batch's offsets.
-    concurrency = 1 if exactly_once else settings.agent_concurrency
-    return app.agent(images, name="embed", concurrency=concurrency)(embed)
+    return app.agent(images, name="embed", concurrency=outputs.concurrency)(embed)

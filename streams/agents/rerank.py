@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +37,8 @@ from .. import metrics, rerank
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError
 from ..gallery import DimensionMismatch, Galleries
-from ..logs import trace_headers, traceparent_from_headers
 from .dead_letter import dead_letter_value, now_ms
+from .outputs import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -306,22 +306,22 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     topics = ctx.topics
     settings = ctx.settings
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    outputs = {name: app.topic(name, **raw) for name in (topics.rerank_results, topics.dlq)}
+    gallery_topic, queries_topic = app.topic(topics.gallery, **raw), app.topic(topics.queries, **raw)
+    gallery_outputs = Outputs(app, settings, gallery_topic, [topics.dlq])
+    query_outputs = Outputs(app, settings, queries_topic, [topics.rerank_results, topics.dlq])
     galleries = Galleries()
     lock = asyncio.Lock()
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
-
-    async def send(topic: str, event: EventT, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        headers = trace_headers(traceparent_from_headers(event.message.headers))
-        return await outputs[topic].send(key=key, value=value, headers=headers)
 
     async def gallery(stream: faust.StreamT) -> None:
         async for event in stream.events():
             try:
                 await keeper.apply(event)
             except RecordError as exc:
-                await (await send(topics.dlq, event, event.message.key, dead_letter_value(ctx, event, exc)))
+                value = dead_letter_value(ctx, event, exc)
+                await (await gallery_outputs.send(topics.dlq, event, event.message.key, value))
+            await gallery_outputs.batch_done([event])
 
     async def rerank_queries(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
@@ -330,12 +330,15 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
                 try:
                     result = await ranker.answer(event)
                 except RecordError as exc:
-                    pending.append(await send(topics.dlq, event, event.message.key, dead_letter_value(ctx, event, exc)))
+                    value = dead_letter_value(ctx, event, exc)
+                    pending.append(await query_outputs.send(topics.dlq, event, event.message.key, value))
                 else:
                     value = ctx.codec.encode("RerankResult", result, topic=topics.rerank_results)
-                    pending.append(await send(topics.rerank_results, event, result["query_id"].encode(), value))
+                    key = result["query_id"].encode()
+                    pending.append(await query_outputs.send(topics.rerank_results, event, key, value))
             # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
             await asyncio.gather(*pending)
+            await query_outputs.batch_done(events)
 
-    app.agent(app.topic(topics.gallery, **raw), name="gallery")(gallery)
-    app.agent(app.topic(topics.queries, **raw), name="rerank")(rerank_queries)
+    app.agent(gallery_topic, name="gallery")(gallery)
+    app.agent(queries_topic, name="rerank")(rerank_queries)
