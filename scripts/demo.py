@@ -21,12 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
 
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.kafka_config import confluent_consumer  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from streams.topics import end_offsets, ensure_topics  # noqa: E402
 from tests.photos import PHOTOS, fetch  # noqa: E402
 
 KAFKA_LOCAL = str(REPO / "scripts" / "kafka-local")
@@ -54,22 +54,8 @@ def wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) ->
     raise SystemExit("the worker did not become ready in time; see .cache/demo-worker.log")
 
 
-def end_offsets(settings: Settings, topic: str) -> list[TopicPartition]:
-    consumer = Consumer(confluent_consumer(settings, group_id="facestream-demo-offsets"))
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        return [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-            for p in metadata.partitions
-        ]
-    finally:
-        consumer.close()
-
-
-def read_embeddings(settings: Settings, start: list[TopicPartition], wanted: set[str]) -> dict[str, dict]:
+def read_embeddings(settings: Settings, consumer: Consumer, wanted: set[str]) -> dict[str, dict]:
     codec = AvroCodec(settings.schema_registry_url)
-    consumer = Consumer(confluent_consumer(settings, group_id="facestream-demo-reader"))
-    consumer.assign(start)
     records: dict[str, dict] = {}
     deadline = time.monotonic() + 120
     try:
@@ -95,7 +81,8 @@ def main() -> int:
     worker = None
     try:
         ensure_topics(settings)
-        start = end_offsets(settings, settings.topic("embeddings"))
+        reader = Consumer(confluent_consumer(settings, group_id="facestream-demo-reader"))
+        reader.assign(end_offsets(reader, [settings.topic("embeddings")]))  # only what this run produces
         port = free_port()
         log = open(REPO / ".cache" / "demo-worker.log", "w")
         env = {**os.environ, "FACESTREAM_BACKEND": "onnx", "FACESTREAM_WEB_PORT": str(port)}
@@ -104,7 +91,7 @@ def main() -> int:
         wait_ready(port, worker)
         photos = fetch()
         subprocess.run([sys.executable, "-m", "streams", "produce", "--no-progress", *map(str, photos)], check=True)
-        records = read_embeddings(settings, start, set(PHOTOS))
+        records = read_embeddings(settings, reader, set(PHOTOS))
         width = max(map(len, PHOTOS)) + 2
         print(f"\n{'image':<{width}} faces  best score")
         for name in PHOTOS:

@@ -63,6 +63,9 @@ def confluent_producer(settings: Settings, **extra: Any) -> dict[str, Any]:
             "message.max.bytes": settings.max_message_bytes,
             "linger.ms": 5,
             "compression.type": "none",  # JPEG/PNG payloads do not compress
+            # Java's key hashing (murmur2), which faust/aiokafka use too: a key lands on the same
+            # partition whichever client wrote it, so gallery entries and queries meet on one worker.
+            "partitioner": "murmur2_random",
         }
     )
     conf.update(extra)

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import Settings
@@ -84,3 +84,13 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float) -
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics without partition leaders after {timeout_s:g} s: {leaderless}")
         time.sleep(0.2)
+
+
+def end_offsets(consumer: Consumer, topics: list[str], timeout_s: float = 10.0) -> list[TopicPartition]:
+    """Every partition of ``topics`` at its current end: assigned, a reader sees only what comes after now."""
+    ends = []
+    for topic in topics:
+        for partition in consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            ends.append(TopicPartition(topic, partition, high))
+    return ends

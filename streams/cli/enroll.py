@@ -20,11 +20,9 @@ from typing import Any
 from ..config import Settings
 from ..kafka_preflight import verify_kafka_credentials
 
+
 # Java clients and faust (aiokafka) place keys with murmur2; confluent-kafka defaults to CRC32.
 # Gallery entries and queries must land on the partition of their gallery id whoever produces them.
-KEY_PARTITIONER = "murmur2_random"
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("enroll", help="embed photos and publish them to a gallery")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="photos, one subject each")
@@ -51,22 +49,17 @@ def embed_photos(paths: list[str]) -> list[dict[str, Any]]:
     return asyncio.run(embed_files(paths, Settings.from_env(backend="onnx")))
 
 
-def gallery_keyed_producer(settings: Settings) -> Any:
+def run(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
-    from ..kafka_config import confluent_producer
-
-    return Producer(confluent_producer(settings, partitioner=KEY_PARTITIONER))
-
-
-def run(args: argparse.Namespace) -> int:
     from ..codecs import AvroCodec
+    from ..kafka_config import confluent_producer
 
     settings = Settings.from_env()
     verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
     topic = settings.topic("gallery")
     codec = AvroCodec(settings.schema_registry_url)
-    producer = gallery_keyed_producer(settings)
+    producer = Producer(confluent_producer(settings))
     failed: list[str] = []
 
     def delivered(err, msg) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..kafka_preflight import verify_kafka_credentials
-from .enroll import embed_photos, gallery_keyed_producer, largest_face
+from .enroll import embed_photos, largest_face
 
 METHODS = ("cosine", "k_reciprocal", "query_expansion")
 
@@ -85,11 +85,12 @@ def dead_query_id(codec: Any, dead_letter: dict[str, Any]) -> str:
 
 def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
     """Publish ``query``, then print its result (exit 0) or its dead letter or a timeout (exit 1)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, Producer
 
     from ..codecs import AvroCodec
     from ..errors import RecordError
-    from ..kafka_config import confluent_consumer
+    from ..kafka_config import confluent_consumer, confluent_producer
+    from ..topics import end_offsets
     from .consume import printable
 
     codec = AvroCodec(settings.schema_registry_url)
@@ -97,13 +98,8 @@ def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
     consumer = Consumer(confluent_consumer(settings, group_id=f"facestream-query-{query['query_id'][:8]}"))
     try:
         # Start at today's ends, fixed before the query is sent: the answer cannot slip in before we listen.
-        start = []
-        for topic in (results, dlq):
-            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                start.append(TopicPartition(topic, partition, high))
-        consumer.assign(start)
-        producer = gallery_keyed_producer(settings)
+        consumer.assign(end_offsets(consumer, [results, dlq]))
+        producer = Producer(confluent_producer(settings))
         value = codec.encode("RerankQuery", query, topic=queries)
         producer.produce(queries, key=query["gallery_id"].encode(), value=value)
         if producer.flush(10):

@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from confluent_kafka import Producer
 
-from streams.cli.enroll import gallery_keyed_producer
 from streams.codecs import AvroCodec
+from streams.kafka_config import confluent_producer
 from streams.topics import TopicNames, ensure_topics
 from tests.kafka_broker import REPO
 from tests.topic_reader import read_topic
@@ -106,7 +107,7 @@ def test_deletes_thresholds_inline_candidates_and_bad_queries(stream_settings, t
     topics = TopicNames.from_settings(settings)
     ensure_topics(settings)
     codec = AvroCodec()
-    producer = gallery_keyed_producer(settings)
+    producer = Producer(confluent_producer(settings))
 
     def entry(subject: str, embedding: list[float], op: str = "UPSERT") -> None:
         record = {"gallery_id": "g", "subject_id": subject, "op": op, "embedding": embedding, "produced_at": 0}
@@ -177,7 +178,7 @@ def test_galleries_follow_their_partitions_across_workers(stream_settings, tmp_p
     topics = TopicNames.from_settings(settings)
     ensure_topics(settings)
     codec = AvroCodec()
-    producer = gallery_keyed_producer(settings)
+    producer = Producer(confluent_producer(settings))
     names = [f"g{i}" for i in range(6)]
 
     def held(worker: WorkerProcess) -> set[str]:
