@@ -114,6 +114,7 @@ class EmbedBatch:
             return {}
         try:
             faces = await self._with_backend_retries([p.image for p in good])
+            _observe_stages(faces[0])  # the timings are the batch's, repeated on each of its images
             return {id(p): f for p, f in zip(good, faces, strict=True)}
         except BackendError:
             raise
@@ -123,6 +124,7 @@ class EmbedBatch:
         for item in good:
             try:
                 (results[id(item)],) = await self._with_backend_retries([item.image])
+                _observe_stages(results[id(item)])
             except BackendError:
                 raise
             except Exception as exc:
@@ -149,9 +151,6 @@ class EmbedBatch:
     async def _embeddings(self, item: Prepared, result: ImageFaces | RecordError) -> Awaitable[Any]:
         if isinstance(result, RecordError):
             return await self._dead_letter(item.event, result)
-        for stage in ("detect", "align", "embed"):
-            if stage in result.timings_ms:
-                metrics.STAGE_SECONDS.labels(stage=stage).observe(result.timings_ms[stage] / 1000.0)
         metrics.FACES_TOTAL.inc(len(result.faces))
         metrics.IMAGES_TOTAL.labels(result="ok" if result.faces else "no_face").inc()
         identity = self.ctx.pipeline.identity
@@ -187,6 +186,13 @@ class EmbedBatch:
         metrics.IMAGES_TOTAL.labels(result="dlq").inc()
         value = dead_letter_value(self.ctx, event, error)
         return await self.send(self.ctx.topics.dlq, event, event.message.key, value)
+
+
+def _observe_stages(faces: ImageFaces) -> None:
+    """One observation per model call of each stage the pipeline timed."""
+    for stage in ("detect", "align", "embed"):
+        if stage in faces.timings_ms:
+            metrics.STAGE_SECONDS.labels(stage=stage).observe(faces.timings_ms[stage] / 1000.0)
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -112,6 +112,8 @@ def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, t
         count = value(found, "facestream_stage_seconds_count", stage=stage)
         total = value(found, "facestream_stage_seconds_sum", stage=stage)
         assert count >= 1 and 0 < total < 60 * count, (stage, count, total)
+        # one observation per batch, not per image of it
+        assert count <= value(found, "facestream_batch_size_count"), (stage, count)
     for model in (settings.detector_model, settings.embedder_model):
         count = value(found, "facestream_inference_seconds_count", model=model)
         assert count >= 1 and 0 < value(found, "facestream_inference_seconds_sum", model=model) < 60 * count
