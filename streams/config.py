@@ -50,6 +50,14 @@ class Settings:
     kafka_ssl_cafile: str = _setting("", "PEM file of the CA that signed the brokers' certificates.")
     kafka_ssl_certfile: str = _setting("", "PEM client certificate for mutual TLS.")
     kafka_ssl_keyfile: str = _setting("", "PEM private key of the client certificate.")
+    group_instance_id: str = _setting(
+        "",
+        "Static group membership (group.instance.id): a worker restarted with the same id gets its partitions "
+        "back at once instead of after the session timeout. Unique per worker; empty means dynamic membership.",
+    )
+    session_timeout_s: float = _setting(
+        30.0, "Consumer group session timeout: how long a silent worker keeps its partitions."
+    )
 
     # --- batching --------------------------------------------------------
     max_batch: int = _setting(16, "Most image events handed to the models at once.")
@@ -59,7 +67,35 @@ class Settings:
         2, "Batches in flight per worker: one runs the models while another waits for Kafka to acknowledge."
     )
 
+    # --- bounds on what a record may ask for -------------------------------
+    max_id_bytes: int = _setting(
+        1024, "Longest record key or id (image, gallery, subject, query, candidate) in UTF-8 bytes; longer is BAD_EVENT."
+    )
+    max_attributes_bytes: int = _setting(
+        64 * 1024, "Largest total size of an ImageEvent's attributes (keys and values, UTF-8); larger is BAD_EVENT."
+    )
+    dead_letter_prefix_bytes: int = _setting(
+        64 * 1024,
+        "When a failed record does not fit a dead letter whole, the dead letter keeps this many of its first bytes "
+        "plus the original length and SHA-256.",
+    )
+    max_candidates: int = _setting(10_000, "Most inline candidates one RerankQuery may carry; more is BAD_QUERY.")
+    max_query_work: float = _setting(
+        2e10, "Most multiply-adds one query may ask of the re-ranker (k-reciprocal costs rows^2 x dim); more is BAD_QUERY."
+    )
+    max_gallery_labels: int = _setting(
+        100,
+        "Galleries with their own facestream_gallery_size series; the others are summed under gallery=\"_other\".",
+    )
+
     # --- images ----------------------------------------------------------
+    uri_roots: str = _setting(
+        "",
+        "Directories (os.pathsep separated) claim-check file:// URIs may read from; empty turns claim-check reads off.",
+    )
+    max_pixels_in_flight: int = _setting(
+        80_000_000, "Most decoded pixels held by the embed agent at once; a batch of huge images waits instead."
+    )
     max_image_pixels: int = _setting(40_000_000, "Largest width*height accepted, read from the header before decoding.")
     min_image_side: int = _setting(16, "Smallest accepted width or height in pixels.")
     canvas_size: int = _setting(640, "Side of the square letterbox canvas the detector sees.")
@@ -96,8 +132,17 @@ class Settings:
 
     # --- operations ------------------------------------------------------
     web_port: int = _setting(6066, "Port of the worker's web server: /metrics, /healthz, /readyz.")
-    web_host: str = _setting("0.0.0.0", "Address the worker's web server binds.")
+    web_host: str = _setting("127.0.0.1", "Address the worker's web server binds (the image and compose file set 0.0.0.0).")
     lag_interval_s: float = _setting(5.0, "How often consumer lag is refreshed.")
+    broker_stale_s: float = _setting(
+        30.0, "/readyz fails when no broker has answered the lag monitor for this long."
+    )
+    stall_timeout_s: float = _setting(
+        60.0, "/readyz fails when an agent's partitions have lag and it answered no event for this long."
+    )
+    shutdown_grace_s: float = _setting(
+        8.0, "After SIGTERM the worker exits within this long, whatever it is doing; only answered events are committed."
+    )
     log_level: str = _setting("INFO", "Log level.")
     log_format: str = _setting("plain", "plain or json.")
     data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")

@@ -26,6 +26,7 @@ class ErrorCode(str, enum.Enum):
     DIMENSION_MISMATCH = "DIMENSION_MISMATCH"
     BAD_QUERY = "BAD_QUERY"
     PROCESSING_FAILED = "PROCESSING_FAILED"
+    URI_NOT_ALLOWED = "URI_NOT_ALLOWED"
 
 
 class FacestreamError(Exception):
