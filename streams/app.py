@@ -16,6 +16,7 @@ from .agents.rerank import register_rerank_agents
 from .backoff import backoff_delays
 from .config import Settings
 from .context import WorkerContext
+from .kafka_commits import AnsweredOffsetsTransport
 from .kafka_config import faust_broker_url, faust_credentials
 from .lag import install_lag_monitor
 from .readiness import Readiness
@@ -36,16 +37,21 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.group_instance_id or None,
+        broker_session_timeout=settings.session_timeout_s,
         consumer_max_fetch_size=settings.max_message_bytes,
         producer_max_request_size=settings.max_message_bytes,
         producer_acks=-1,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4 * settings.max_batch, 64),
         web_enabled=True,
+        web_router_enabled=False,  # faust's /router/ and /table/ pages: topology and table data, unauthenticated
+        web_tables_enabled=False,
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
+    app.transport = AnsweredOffsetsTransport(app.conf.broker_consumer, app)  # before any topic is declared
     ctx = WorkerContext.from_settings(settings)
     app.facestream = ctx
     register_embed_agent(app, ctx)

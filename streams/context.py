@@ -15,6 +15,7 @@ from .codecs import AvroCodec
 from .config import Settings
 from .inference import create_backend
 from .pipeline import FacePipeline
+from .progress import Progress
 from .topics import TopicNames
 
 
@@ -25,6 +26,7 @@ class WorkerContext:
     codec: AvroCodec
     pipeline: FacePipeline
     decode_pool: ThreadPoolExecutor
+    progress: Progress = field(default_factory=Progress)
     _started: asyncio.Lock = field(default_factory=asyncio.Lock)
     _running: bool = False
 

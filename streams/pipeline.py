@@ -22,6 +22,7 @@ from streams import metrics
 from streams.config import Settings
 from streams.inference.backend import InferenceBackend
 from streams.models.catalog import SFACE, YUNET
+from streams.vectors import unit_rows
 from streams.vision.align import align_faces
 from streams.vision.detect import Detections, FaceFilter, decode_scrfd, decode_yunet, select_faces
 from streams.vision.image import ImageLimits, decode_image
@@ -134,8 +135,7 @@ class FacePipeline:
         if len(crops) == 0:
             return np.zeros((0, self.identity.dim), np.float32)
         (raw,) = (await infer_chunked(self.backend, self.settings.embedder_model, crops)).values()
-        norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        return (raw / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit_rows(raw)
 
     def _assemble(
         self, detections: list[Detections], crops: list[np.ndarray], embeddings: np.ndarray, timings: dict[str, float]
