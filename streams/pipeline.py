@@ -25,7 +25,7 @@ from streams.models.catalog import SFACE, YUNET
 from streams.vectors import unit_rows
 from streams.vision.align import align_faces
 from streams.vision.detect import Detections, FaceFilter, decode_scrfd, decode_yunet, select_faces
-from streams.vision.image import ImageLimits, decode_image
+from streams.vision.image import ImageHeader, ImageLimits, decode_image, inspect_image
 from streams.vision.letterbox import letterbox_batch
 
 DETECTOR_FORMATS = ("yunet", "scrfd")
@@ -93,6 +93,10 @@ class FacePipeline:
     def decode(self, data: bytes, content_type: str | None = None) -> np.ndarray:
         """Validate and decode one payload (thread-safe, CPU-bound); raises ``ImageRejected``."""
         return decode_image(data, self._limits, content_type)
+
+    def inspect(self, data: bytes, content_type: str | None = None) -> ImageHeader:
+        """Validate one payload without decoding it: its header says what decoding will cost."""
+        return inspect_image(data, self._limits, content_type)
 
     async def process(self, images: list[np.ndarray]) -> list[ImageFaces]:
         """Faces of every decoded BGR image, in input order; an image without faces has an empty list."""

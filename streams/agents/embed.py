@@ -2,13 +2,14 @@
 
 Events are taken in micro-batches (``max_batch`` events or ``max_wait_ms``,
 whichever comes first) so the models see one tensor per batch. Each event is
-decoded and validated on its own in a thread pool: a bad one becomes a
-dead-letter record and never fails its batch. Backend failures are retried
-with backoff until the backend answers: the events of a batch are only
-acknowledged (and so their offsets only committed) after Kafka has
-acknowledged every output of the batch, so nothing is lost. ``agent_concurrency``
-batches run at once, so the models work on one batch while another waits for
-Kafka.
+checked and decoded on its own in a thread pool: whatever goes wrong with one
+event becomes its dead letter and never fails its batch. Decoded pixels come
+from a worker-wide budget, so huge images wait instead of multiplying memory.
+Backend failures are retried with backoff until the backend answers. The
+events of a batch are acknowledged (and so their offsets committable) only
+after Kafka has acknowledged every output of the batch, so nothing is lost.
+``agent_concurrency`` batches run at once, so the models work on one batch
+while another waits for Kafka.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import cv2
 import faust
@@ -28,49 +29,44 @@ from faust.types import EventT
 
 from .. import metrics
 from ..backoff import backoff_delays
+from ..bounds import check_attributes, check_id, check_key
+from ..claim_check import ClaimCheck
 from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
 from ..logs import log_context, new_batch_id
 from ..pipeline import ImageFaces
-from .dead_letter import dead_letter_value, now_ms
+from ..pixel_budget import PixelBudget
+from ..vision.image import ImageHeader, decode_pixels
+from .dead_letter import now_ms
+from .output import Output
 from .outputs import Outputs
 
 log = logging.getLogger(__name__)
 
-#: send(topic, input event, key, value) -> a future that resolves once Kafka acknowledged the record.
-Send = Callable[[str, EventT, bytes | None, bytes], Awaitable[Awaitable[Any]]]
-
 
 @dataclass
 class Prepared:
-    """One event after decoding: either a valid image with its ImageEvent, or the reason it failed."""
+    """One event on its way through the batch: its ImageEvent and payload, then its decoded image, or why it failed."""
 
     event: EventT
     record: dict[str, Any] | None = None
+    data: bytes | None = None
+    header: ImageHeader | None = None
     image: np.ndarray | None = None
     error: RecordError | None = None
 
-
-
-
-def read_uri(uri: str) -> bytes:
-    """Fetch a payload kept outside Kafka; ``file://`` is supported."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        raise RecordError(ErrorCode.URI_UNREADABLE, f"unsupported URI scheme {parsed.scheme!r} (only file://)")
-    try:
-        with open(unquote(parsed.path), "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise RecordError(ErrorCode.URI_UNREADABLE, f"cannot read {uri}: {exc.strerror}") from None
+    def fail(self, error: RecordError) -> None:
+        self.error, self.data, self.image = error, None, None
 
 
 class EmbedBatch:
     """Turns one batch of events into output records; the agent body calls :meth:`handle`."""
 
-    def __init__(self, ctx: WorkerContext, send: Send) -> None:
+    def __init__(self, ctx: WorkerContext, outputs: Outputs, budget: PixelBudget, claim_check: ClaimCheck) -> None:
         self.ctx = ctx
-        self.send = send
+        self.outputs = outputs
+        self.budget = budget
+        self.claim_check = claim_check
 
     async def handle(self, events: Sequence[EventT]) -> None:
         metrics.BATCH_SIZE.observe(len(events))
@@ -79,15 +75,9 @@ class EmbedBatch:
             prepared = await asyncio.gather(
                 *(loop.run_in_executor(self.ctx.decode_pool, self._prepare, event) for event in events)
             )
-        good = [p for p in prepared if p.error is None]
-        results = await self._faces(good)
-        pending = []
+        results = await self._faces_within_budget([p for p in prepared if p.error is None])
         produce_started = time.perf_counter()
-        for item in prepared:
-            if item.error is not None:
-                pending.append(await self._dead_letter(item.event, item.error))
-            else:
-                pending.append(await self._embeddings(item, results[id(item)]))
+        pending = [await self.outputs.answer(item.event, partial(self._output, item, results)) for item in prepared]
         # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
         await asyncio.gather(*pending)
         metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - produce_started)
@@ -96,17 +86,62 @@ class EmbedBatch:
             metrics.END_TO_END_SECONDS.observe(max(0.0, done - item.event.message.timestamp))
 
     def _prepare(self, event: EventT) -> Prepared:
+        """Everything about one event that needs no decoded pixel (runs in the decode pool)."""
+        item = Prepared(event)
         try:
-            record = self.ctx.codec.decode(event.message.value, expect="ImageEvent")
+            settings = self.ctx.settings
+            check_key(event.message.key, settings.max_id_bytes)
+            record = item.record = self.ctx.codec.decode(event.message.value, expect="ImageEvent")
+            check_id(record["id"], "image id", settings.max_id_bytes)
+            check_attributes(record["attributes"], settings.max_attributes_bytes)
             if record["image"] is not None:
-                data = record["image"]
+                item.data = record["image"]
+                record["image"] = None  # the payload lives in item.data only, and only until it is decoded
             elif record["uri"]:
-                data = read_uri(record["uri"])
+                item.data = self.claim_check.read(record["uri"])
             else:
                 raise RecordError(ErrorCode.BAD_EVENT, "the event carries neither image bytes nor a uri")
-            return Prepared(event, record, self.ctx.pipeline.decode(data, record["content_type"]))
+            item.header = self.ctx.pipeline.inspect(item.data, record["content_type"])
         except RecordError as exc:
-            return Prepared(event, error=exc)
+            item.fail(exc)
+        except Exception as exc:  # noqa: BLE001 -- whatever one event raises is that event's dead letter
+            item.fail(RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
+        return item
+
+    def _decode(self, item: Prepared) -> Prepared:
+        """Decode one inspected payload (runs in the decode pool); the bytes are dropped once decoded."""
+        try:
+            item.image = decode_pixels(item.data, item.header)
+        except RecordError as exc:
+            item.fail(exc)
+        except Exception as exc:  # noqa: BLE001 -- e.g. MemoryError on one image: its dead letter, not the batch's
+            item.fail(RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
+        item.data = None
+        return item
+
+    async def _faces_within_budget(self, good: list[Prepared]) -> dict[int, ImageFaces | RecordError]:
+        """Decode and run the models on ``good`` in chunks whose pixels fit the worker's budget.
+
+        A chunk waits for budget only while it holds none, so two batches in flight never wait
+        on each other; a batch of ordinary photos is one chunk, one detector call.
+        """
+        results: dict[int, ImageFaces | RecordError] = {}
+        loop = asyncio.get_running_loop()
+        waiting = list(good)
+        while waiting:
+            chunk = [waiting.pop(0)]
+            await self.budget.take(chunk[0].header.pixels)
+            while waiting and self.budget.try_take(waiting[0].header.pixels):
+                chunk.append(waiting.pop(0))
+            try:
+                with metrics.STAGE_SECONDS.labels(stage="decode").time():
+                    await asyncio.gather(*(loop.run_in_executor(self.ctx.decode_pool, self._decode, p) for p in chunk))
+                results.update(await self._faces([p for p in chunk if p.error is None]))
+            finally:
+                for item in chunk:
+                    item.image = None  # the models are done with it: its memory goes back with its budget
+                    self.budget.give(item.header.pixels)
+        return results
 
     async def _faces(self, good: list[Prepared]) -> dict[int, ImageFaces | RecordError]:
         """Faces of every good image; one model failure never takes the other images down."""
@@ -148,11 +183,13 @@ class EmbedBatch:
                 log.warning("backend failed (attempt %d), retrying in %.1f s: %s", attempt, delay, exc)
                 await asyncio.sleep(delay)
 
-    async def _embeddings(self, item: Prepared, result: ImageFaces | RecordError) -> Awaitable[Any]:
+    async def _output(self, item: Prepared, results: dict[int, ImageFaces | RecordError]) -> Output:
+        """The ``FaceEmbeddings`` answering one event; a :class:`RecordError` makes it a dead letter."""
+        if item.error is not None:
+            raise item.error
+        result = results[id(item)]
         if isinstance(result, RecordError):
-            return await self._dead_letter(item.event, result)
-        metrics.FACES_TOTAL.inc(len(result.faces))
-        metrics.IMAGES_TOTAL.labels(result="ok" if result.faces else "no_face").inc()
+            raise result
         identity = self.ctx.pipeline.identity
         message = item.event.message
         record = {
@@ -179,13 +216,10 @@ class EmbedBatch:
             "processed_at": now_ms(),
         }
         topic = self.ctx.topics.embeddings
-        value = self.ctx.codec.encode("FaceEmbeddings", record, topic=topic)
-        return await self.send(topic, item.event, item.record["id"].encode(), value)
-
-    async def _dead_letter(self, event: EventT, error: RecordError) -> Awaitable[Any]:
-        metrics.IMAGES_TOTAL.labels(result="dlq").inc()
-        value = dead_letter_value(self.ctx, event, error)
-        return await self.send(self.ctx.topics.dlq, event, event.message.key, value)
+        output = Output(topic, item.record["id"].encode(), self.ctx.codec.encode("FaceEmbeddings", record, topic=topic))
+        metrics.FACES_TOTAL.inc(len(result.faces))
+        metrics.IMAGES_TOTAL.labels(result="ok" if result.faces else "no_face").inc()
+        return output
 
 
 def _observe_stages(faces: ImageFaces) -> None:
@@ -203,14 +237,14 @@ def _jpeg(image: np.ndarray) -> bytes:
 def register_embed_agent(app: faust.App, ctx: WorkerContext) -> faust.types.AgentT:
     """Declare the embed agent on ``app``: raw bytes in, so a malformed record can be dead-lettered."""
     images = app.topic(ctx.topics.images, key_serializer="raw", value_serializer="raw")
-    outputs = Outputs(app, ctx.settings, images, [ctx.topics.embeddings, ctx.topics.dlq])
-    batch = EmbedBatch(ctx, outputs.send)
+    outputs = Outputs(app, ctx, images, [ctx.topics.embeddings, ctx.topics.dlq])
     settings = ctx.settings
+    batch = EmbedBatch(ctx, outputs, PixelBudget(settings.max_pixels_in_flight), ClaimCheck.from_settings(settings))
 
     async def embed(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
             with log_context(batch_id=new_batch_id()):
-                await batch.handle(events)
-            await outputs.batch_done(events)
+                async with outputs.batch(events):
+                    await batch.handle(events)
 
     return app.agent(images, name="embed", concurrency=outputs.concurrency)(embed)

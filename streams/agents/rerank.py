@@ -16,7 +16,9 @@ writes each key to the changelog partition of the entry that set it.
 Every query gets one ``RerankResult`` (keyed by query id) or one
 ``DeadLetter``: UNKNOWN_GALLERY, DIMENSION_MISMATCH, BAD_QUERY, or BAD_EVENT for
 bytes that are not a query. Outputs of a batch are acknowledged by Kafka before
-the batch's offsets can be committed.
+the batch's offsets can be committed. What a record may ask for is bounded
+before it is paid for: id lengths, embedding dimension, inline candidates, and
+the re-ranking work of one query; a large query is parsed off the event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -34,10 +37,14 @@ import numpy as np
 from faust.types import EventT
 
 from .. import metrics, rerank
+from ..bounds import check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError
 from ..gallery import DimensionMismatch, Galleries
-from .dead_letter import dead_letter_value, now_ms
+from ..vectors import unit_rows, unit_vector
+from .dead_letter import now_ms
+from .gallery_sizes import GallerySizes
+from .output import Output
 from .outputs import Outputs
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 TABLE_NAME = "gallery"
 # About 0.1 ms of kernel time on one core: below it a hop to a thread and back costs more than the work.
 INLINE_MAX_WORK = 1 << 20
+# A record this large takes milliseconds to parse: done in a thread so the event loop keeps serving.
+INLINE_MAX_PARSE_BYTES = 64 * 1024
+#: Largest embedding dimension a gallery entry or query may carry (SFace 128, ArcFace 512).
+MAX_EMBEDDING_DIM = 4096
 Ranking = tuple[np.ndarray, np.ndarray]  # (row indices, scores), best first, one query
 
 
@@ -58,17 +69,10 @@ def gallery_of(key: bytes) -> str:
     return json.loads(key)[0]
 
 
-def unit_vector(values: Sequence[float], what: str) -> np.ndarray:
-    """``values`` as an L2-normalised float32 vector, so a dot product is the cosine."""
-    vector = np.asarray(values, dtype=np.float32)
-    if vector.size == 0 or not np.isfinite(vector).all():
-        raise ValueError(f"{what} is empty or holds NaN/inf")
-    norm = float(np.linalg.norm(vector))
-    if norm == 0.0:
-        raise ValueError(f"{what} is all zeros")
-    return vector / norm
-
-
+def check_embedding(values: Sequence[float], what: str) -> None:
+    """``BAD_EVENT`` for an embedding longer than any model's, before it is stored or compared."""
+    if len(values) > MAX_EMBEDDING_DIM:
+        raise RecordError(ErrorCode.BAD_EVENT, f"{what} has {len(values)} values, over the limit of {MAX_EMBEDDING_DIM}")
 
 
 # --- ranking methods -------------------------------------------------------
@@ -144,6 +148,7 @@ class GalleryKeeper:
         self.ctx = ctx
         self.galleries = galleries
         self.lock = lock
+        self.sizes = GallerySizes(ctx.settings.max_gallery_labels)
         self.partition_of: dict[str, int] = {}
         self.table = app.Table(
             TABLE_NAME,
@@ -158,8 +163,12 @@ class GalleryKeeper:
 
     async def apply(self, event: EventT) -> None:
         """Apply one entry (called inside the event's stream iteration: the table needs it for the partition)."""
-        record = self.ctx.codec.decode(event.message.value, expect="GalleryEntry")
+        limit = self.ctx.settings.max_id_bytes
+        check_key(event.message.key, limit)
+        record = await parse(self.ctx, event.message.value, "GalleryEntry")
         gallery_id, subject = record["gallery_id"], record["subject_id"]
+        check_id(gallery_id, "gallery id", limit)
+        check_id(subject, "subject id", limit)  # it becomes part of the changelog key
         if event.message.key != gallery_id.encode():
             raise RecordError(
                 ErrorCode.BAD_EVENT, f"record key {event.message.key!r} is not the gallery id {gallery_id!r}"
@@ -171,8 +180,9 @@ class GalleryKeeper:
                 left = self.galleries.delete(gallery_id, subject)
                 if key in self.table:
                     del self.table[key]
-                self._publish_size(gallery_id, len(left) if left else 0)
+                self.sizes.publish(gallery_id, len(left) if left else 0)
                 return
+            check_embedding(record["embedding"], "the embedding")
             try:
                 embedding = unit_vector(record["embedding"], "the embedding")
             except ValueError as exc:
@@ -182,7 +192,7 @@ class GalleryKeeper:
             except DimensionMismatch as exc:
                 raise RecordError(ErrorCode.DIMENSION_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
             self.table[key] = event.message.value
-            self._publish_size(gallery_id, len(gallery))
+            self.sizes.publish(gallery_id, len(gallery))
 
     async def note_changelog(self, event: EventT) -> None:
         """Remember the partition of each gallery read back from the changelog (same number as its source)."""
@@ -200,25 +210,18 @@ class GalleryKeeper:
                     del store[key]  # another worker's now: forgotten here, no tombstone to the changelog
                     continue
                 record = self.ctx.codec.decode(value, expect="GalleryEntry")
-                self.galleries.upsert(
-                    record["gallery_id"], record["subject_id"], unit_vector(record["embedding"], "a stored embedding")
-                )
+                try:
+                    embedding = unit_vector(record["embedding"], "a stored embedding")
+                except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
+                    log.warning("changelog entry %r skipped: %s", key[:200], exc)
+                    continue
+                self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding)
             self.partition_of = {g: p for g, p in self.partition_of.items() if p in held}
             for gallery_id in before - set(self.galleries):
-                self._publish_size(gallery_id, 0)
+                self.sizes.publish(gallery_id, 0)
             for gallery_id in self.galleries:
-                self._publish_size(gallery_id, len(self.galleries.get(gallery_id)))
+                self.sizes.publish(gallery_id, len(self.galleries.get(gallery_id)))
         log.info("galleries rebuilt from the table: %s", {g: len(self.galleries.get(g)) for g in self.galleries})
-
-    @staticmethod
-    def _publish_size(gallery_id: str, size: int) -> None:
-        if size:
-            metrics.GALLERY_SIZE.labels(gallery=gallery_id).set(size)
-        else:
-            try:
-                metrics.GALLERY_SIZE.remove(gallery_id)
-            except KeyError:
-                pass
 
 
 class QueryRanker:
@@ -232,7 +235,12 @@ class QueryRanker:
     async def answer(self, event: EventT) -> dict[str, Any]:
         """The ``RerankResult`` record of one query event; a :class:`RecordError` says why there is none."""
         message = event.message
-        record = self.ctx.codec.decode(message.value, expect="RerankQuery")
+        settings = self.ctx.settings
+        check_key(message.key, settings.max_id_bytes)
+        record = await parse(self.ctx, message.value, "RerankQuery")
+        check_id(record["query_id"], "query id", settings.max_id_bytes)
+        check_id(record["gallery_id"], "gallery id", settings.max_id_bytes)
+        check_embedding(record["embedding"], "the query embedding")
         method = METHODS[record["method"]]
         try:
             arguments = method.arguments(record["params"])
@@ -244,11 +252,18 @@ class QueryRanker:
 
         async with self.lock:  # the matrix must not change while the re-ranker reads it
             joined = time.perf_counter()
-            ids, matrix = self._candidates(record, message.key)
+            ids, matrix = await self._candidates(record, message.key)
             if matrix.shape[1] != query.shape[0]:
                 raise RecordError(
                     ErrorCode.DIMENSION_MISMATCH,
                     f"query of dimension {query.shape[0]}, candidates of dimension {matrix.shape[1]}",
+                )
+            work = method.work(*matrix.shape)
+            if work > settings.max_query_work:
+                raise RecordError(
+                    ErrorCode.BAD_QUERY,
+                    f"{record['method']} over {len(ids)} candidates would take about {work:.3g} multiply-adds, "
+                    f"over the limit of {settings.max_query_work:.3g}",
                 )
             computed = time.perf_counter()
             k = min(record["top_k"], len(ids))
@@ -275,19 +290,11 @@ class QueryRanker:
             "processed_at": now_ms(),
         }
 
-    def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Sequence[str], np.ndarray]:
+    async def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Sequence[str], np.ndarray]:
         """(ids, matrix) to rank: the inline candidates, else the stored gallery (no copy)."""
         candidates = record["candidates"]
         if candidates is not None:
-            if not candidates:
-                raise RecordError(ErrorCode.BAD_QUERY, "candidates is an empty list")
-            if len({len(c["embedding"]) for c in candidates}) != 1:
-                raise RecordError(ErrorCode.DIMENSION_MISMATCH, "inline candidates have different dimensions")
-            try:
-                matrix = np.stack([unit_vector(c["embedding"], f"candidate {c['id']!r}") for c in candidates])
-            except ValueError as exc:
-                raise RecordError(ErrorCode.BAD_QUERY, str(exc)) from None
-            return [c["id"] for c in candidates], matrix
+            return await asyncio.get_running_loop().run_in_executor(None, self._inline, candidates)
         gallery_id = record["gallery_id"]
         if key != gallery_id.encode():
             # Keyed otherwise, the query may sit on another partition than its gallery.
@@ -296,6 +303,33 @@ class QueryRanker:
         if gallery is None:
             raise RecordError(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r} on this worker's partitions")
         return gallery.ids, gallery.matrix
+
+    def _inline(self, candidates: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
+        """Inline candidates as (ids, unit rows), bounded in number, id length and dimension (runs in a thread)."""
+        settings = self.ctx.settings
+        if not candidates:
+            raise RecordError(ErrorCode.BAD_QUERY, "candidates is an empty list")
+        if len(candidates) > settings.max_candidates:
+            raise RecordError(
+                ErrorCode.BAD_QUERY, f"{len(candidates)} inline candidates, over the limit of {settings.max_candidates}"
+            )
+        for candidate in candidates:
+            check_id(candidate["id"], "candidate id", settings.max_id_bytes)
+            check_embedding(candidate["embedding"], f"candidate {candidate['id']!r}")
+        if len({len(c["embedding"]) for c in candidates}) != 1:
+            raise RecordError(ErrorCode.DIMENSION_MISMATCH, "inline candidates have different dimensions")
+        try:
+            matrix = unit_rows(np.array([c["embedding"] for c in candidates], dtype=np.float64), "a candidate")
+        except ValueError as exc:
+            raise RecordError(ErrorCode.BAD_QUERY, str(exc)) from None
+        return [c["id"] for c in candidates], matrix
+
+
+async def parse(ctx: WorkerContext, value: bytes | None, expect: str) -> dict[str, Any]:
+    """Decode one record, in a thread when it is large enough to hold up the event loop."""
+    if value is not None and len(value) > INLINE_MAX_PARSE_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(ctx.codec.decode, value, expect=expect))
+    return ctx.codec.decode(value, expect=expect)
 
 
 # --- wiring ----------------------------------------------------------------
@@ -307,38 +341,31 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     settings = ctx.settings
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     gallery_topic, queries_topic = app.topic(topics.gallery, **raw), app.topic(topics.queries, **raw)
-    gallery_outputs = Outputs(app, settings, gallery_topic, [topics.dlq])
-    query_outputs = Outputs(app, settings, queries_topic, [topics.rerank_results, topics.dlq])
+    gallery_outputs = Outputs(app, ctx, gallery_topic, [topics.dlq])
+    query_outputs = Outputs(app, ctx, queries_topic, [topics.rerank_results, topics.dlq])
     galleries = Galleries()
     lock = asyncio.Lock()
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
 
+    async def applied(event: EventT) -> None:
+        await keeper.apply(event)  # an applied entry's output is its changelog record; only a refusal is sent
+
+    async def result(event: EventT) -> Output:
+        record = await ranker.answer(event)
+        value = ctx.codec.encode("RerankResult", record, topic=topics.rerank_results)
+        return Output(topics.rerank_results, record["query_id"].encode(), value)
+
     async def gallery(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                await keeper.apply(event)
-            except RecordError as exc:
-                value = dead_letter_value(ctx, event, exc)
-                await (await gallery_outputs.send(topics.dlq, event, event.message.key, value))
-            await gallery_outputs.batch_done([event])
+            async with gallery_outputs.batch([event]):
+                await (await gallery_outputs.answer(event, partial(applied, event)))
 
     async def rerank_queries(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
-            pending = []
-            for event in events:
-                try:
-                    result = await ranker.answer(event)
-                except RecordError as exc:
-                    value = dead_letter_value(ctx, event, exc)
-                    pending.append(await query_outputs.send(topics.dlq, event, event.message.key, value))
-                else:
-                    value = ctx.codec.encode("RerankResult", result, topic=topics.rerank_results)
-                    key = result["query_id"].encode()
-                    pending.append(await query_outputs.send(topics.rerank_results, event, key, value))
-            # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
-            await asyncio.gather(*pending)
-            await query_outputs.batch_done(events)
+            async with query_outputs.batch(events):
+                # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
+                await asyncio.gather(*[await query_outputs.answer(e, partial(result, e)) for e in events])
 
     app.agent(gallery_topic, name="gallery")(gallery)
     app.agent(queries_topic, name="rerank")(rerank_queries)

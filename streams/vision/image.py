@@ -42,9 +42,21 @@ class ImageHeader:
     width: int
     height: int
 
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
 
 def decode_image(data: bytes, limits: ImageLimits, content_type: str | None = None) -> np.ndarray:
     """Validate and decode ``data`` into a uint8 BGR array [H, W, 3]; raise :class:`ImageRejected`."""
+    return decode_pixels(data, inspect_image(data, limits, content_type))
+
+
+def inspect_image(data: bytes, limits: ImageLimits, content_type: str | None = None) -> ImageHeader:
+    """Every check that needs no pixel decoded: payload size, content type, header dimensions, truncation.
+
+    Its header tells the caller how much memory decoding will take before any is spent.
+    """
     if not data:
         raise ImageRejected(ErrorCode.EMPTY_IMAGE, "the image payload is empty")
     if len(data) > limits.max_bytes:
@@ -55,7 +67,7 @@ def decode_image(data: bytes, limits: ImageLimits, content_type: str | None = No
     if kind not in UNSPECIFIED_CONTENT_TYPES and not kind.startswith("image/"):
         raise ImageRejected(ErrorCode.UNSUPPORTED_CONTENT_TYPE, f"content type {content_type!r} is not an image type")
     header = read_header(data)
-    if header.width * header.height > limits.max_pixels:
+    if header.pixels > limits.max_pixels:
         raise ImageRejected(
             ErrorCode.IMAGE_TOO_LARGE,
             f"{header.format} header declares {header.width}x{header.height} pixels, "
@@ -68,6 +80,11 @@ def decode_image(data: bytes, limits: ImageLimits, content_type: str | None = No
         )
     if header.format == "jpeg" and _jpeg_is_truncated(data):
         raise ImageRejected(ErrorCode.TRUNCATED_IMAGE, "the JPEG data ends before its end-of-image marker")
+    return header
+
+
+def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
+    """Decode a payload :func:`inspect_image` accepted into a uint8 BGR array [H, W, 3]."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         if header.format == "png" and b"IEND" not in data[-12:]:
