@@ -56,9 +56,8 @@ def create_app(settings: Settings) -> faust.App:
     app.facestream = ctx
     register_embed_agent(app, ctx)
     register_rerank_agents(app, ctx)
-    readiness = Readiness(app, ctx.pipeline.backend)
-    install_web(app, readiness)
-    install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
+    lag = install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
+    install_web(app, Readiness(app, settings, lag, ctx.progress, ctx.pipeline.backend))
 
     @app.task
     async def start_backend() -> None:

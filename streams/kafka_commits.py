@@ -8,46 +8,30 @@ acknowledged while 5, 7, 9 are still in flight, and faust commits past them:
 after a crash they are never processed.
 
 Here a partition's commit offset is bounded by its oldest event still in flight
-(delivered to a stream, not yet acknowledged), whatever the concurrency. Offsets
+(taken by a stream, not yet acknowledged), whatever the concurrency. The agents
+hold every event of a batch until its outputs are acknowledged (see
+``agents/outputs.py``), so an event in flight is never garbage and never
+forgotten. Offsets
 that never arrive as messages (transaction markers, compacted records) need no
 special case: only delivered messages are tracked.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
-
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP
 
 
 class AnsweredOffsetsConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer; commits only offsets below every unacknowledged delivered message."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._in_flight: defaultdict[TP, set[int]] = defaultdict(set)
-
-    def track_message(self, message: Message) -> None:
-        self._in_flight[message.tp].add(message.offset)
-        super().track_message(message)
-
-    def ack(self, message: Message) -> bool:
-        self._in_flight[message.tp].discard(message.offset)
-        return super().ack(message)
-
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        for tp in revoked:
-            self._in_flight.pop(tp, None)  # a partition assigned again is read again from its committed offset
-        await super().on_partitions_revoked(revoked)
-
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if not acked:
             return None
-        in_flight = self._in_flight.get(tp)
-        oldest = min(in_flight) if in_flight else None
+        # A stream tracks a message when it takes it from the agent's queue (one FIFO queue shared by
+        # the actors), so every message not yet taken is newer than every tracked one.
+        oldest = min((m.offset for m in self._unacked_messages if m.tp == tp and not m.acked), default=None)
         done = sorted(o for o in acked if oldest is None or o < oldest)
         if not done:
             return None

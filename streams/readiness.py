@@ -1,11 +1,17 @@
-"""Whether this worker can do useful work now: the three checks behind ``/readyz``.
+"""Whether this worker can do useful work now: the five checks behind ``/readyz``.
 
 A worker is ready when its inference backend can serve (Triton live with both
 models ready, or the ONNX Runtime sessions loaded), the C++ re-ranker module
-imports, and the consumer holds at least one partition. Each check reports a
-name, a verdict and a short reason, so an operator reading ``/readyz`` sees
-which one failed without opening the logs. Reasons never carry settings, so
-secrets cannot leak through them.
+imports, the consumer holds at least one partition, a broker has answered
+recently, and no input topic with a backlog has gone unanswered for long (a
+stuck agent: a hung decode thread, a batch retried forever). Each check
+reports a name, a verdict and a short reason, so an operator reading
+``/readyz`` sees which one failed without opening the logs. Reasons never
+carry settings, so secrets cannot leak through them.
+
+Only the backend check waits (at most ``backend_timeout_s``); the broker and
+progress checks read what the lag monitor and the agents last recorded, so
+``/readyz`` never blocks on a dead broker.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import faust
 from faust.exceptions import ConsumerNotStarted
 
 from streams import metrics
+from streams.config import Settings
 from streams.inference.backend import InferenceBackend
+from streams.lag import LagMonitor
+from streams.progress import Progress
 
 RERANK_MODULE = "streams._rerank"
 
@@ -38,25 +47,38 @@ class Readiness:
     """Runs the readiness checks of one worker.
 
     ``backend`` may be set after construction (the agent creates it at start-up);
-    until then the backend check fails with "not started".
+    until then the backend check fails with "not started". Times are read on
+    the lag monitor's clock, which ``progress`` must share.
     """
 
     def __init__(
         self,
         app: faust.App,
+        settings: Settings,
+        lag: LagMonitor,
+        progress: Progress,
         backend: InferenceBackend | None = None,
         *,
         backend_timeout_s: float = 2.0,
         rerank_module: str = RERANK_MODULE,
     ) -> None:
         self.app = app
+        self.settings = settings
+        self.lag = lag
+        self.progress = progress
         self.backend = backend
         self.backend_timeout_s = backend_timeout_s
         self.rerank_module = rerank_module
         self._rerank_imported = False
 
     async def check(self) -> list[CheckResult]:
-        return [await self.check_backend(), self.check_reranker(), self.check_partitions()]
+        return [
+            await self.check_backend(),
+            self.check_reranker(),
+            self.check_partitions(),
+            self.check_broker(),
+            self.check_progress(),
+        ]
 
     async def check_backend(self) -> CheckResult:
         backend = self.backend
@@ -90,3 +112,28 @@ class Readiness:
         if not assigned:
             return CheckResult("partitions", False, "no partitions assigned")
         return CheckResult("partitions", True, f"{len(assigned)} partitions assigned")
+
+    def check_broker(self) -> CheckResult:
+        answered_at = self.lag.broker_answered_at
+        if answered_at is None:
+            return CheckResult("broker", False, "lag monitor not started")
+        silent_s = self.lag.clock() - answered_at
+        if silent_s > self.settings.broker_stale_s:
+            return CheckResult("broker", False, f"no broker answered for {silent_s:.0f} s")
+        return CheckResult("broker", True, f"broker answered {silent_s:.0f} s ago")
+
+    def check_progress(self) -> CheckResult:
+        # Waiting counts from the later of the last answer and the backlog's start: an idle worker just handed
+        # work is not stalled, and neither is a busy one whose committed offsets trail its answers.
+        now, stalled = self.lag.clock(), []
+        for topic in sorted(self.lag.topics):
+            backlog_since = self.lag.backlog_since(topic)
+            if backlog_since is None:
+                continue
+            answered = self.progress.last_answered(topic)
+            waiting_s = now - (backlog_since if answered is None else max(backlog_since, answered))
+            if waiting_s > self.settings.stall_timeout_s:
+                stalled.append(f"{topic}: lag {self.lag.topic_lag(topic)} unanswered for {waiting_s:.0f} s")
+        if stalled:
+            return CheckResult("progress", False, "; ".join(stalled))
+        return CheckResult("progress", True, "no input waits unanswered")

@@ -33,18 +33,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """Start, wait for, stop or SIGKILL one worker; its output goes to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, module: str = "streams", env: dict[str, str] | None = None) -> None:
+        """``module`` is run as ``python -m module worker``: a test may name a wrapper that injects a fault."""
         if settings.web_port == Settings.web_port:
             settings = settings.replace(web_port=free_port())
         self.settings = settings
         self.log_path = log_path
+        self.module = module
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1", **self.extra_env}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module, "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self
@@ -59,6 +62,14 @@ class WorkerProcess:
             return exc.code, json.loads(exc.read() or b"{}")
         except (OSError, ValueError):
             return 0, {}
+
+    def status_of(self, path: str) -> int:
+        """HTTP status of ``GET path`` on the worker's web server."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}{path}", timeout=5) as reply:
+                return reply.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
 
     def metrics(self) -> str:
         """The Prometheus exposition served at ``/metrics``."""
@@ -86,6 +97,18 @@ class WorkerProcess:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def terminate(self, timeout_s: float = 30.0) -> tuple[int, float]:
+        """SIGTERM and wait: (exit status, seconds from the signal to the exit); SIGKILL and raise if it hangs."""
+        assert self.alive(), f"worker not running; log:\n{self.tail()}"
+        signalled = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"worker still running {timeout_s} s after SIGTERM; log:\n{self.tail()}") from None
+        return status, time.monotonic() - signalled
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no final commit — a crash."""

@@ -36,6 +36,8 @@ def dead_letter(ctx: WorkerContext, event: EventT, error: RecordError) -> Output
     with log_context(traceparent=traceparent_from_headers(message.headers)):
         log.info("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, str(error)[:500])
     metrics.DLQ_TOTAL.labels(error_code=error.code.value).inc()
+    if message.topic == ctx.topics.images:
+        metrics.IMAGES_TOTAL.labels(result="dlq").inc()
     settings = ctx.settings
     key, key_size, key_sha256 = clipped(message.key, settings.max_id_bytes)
     value: bytes | None = message.value

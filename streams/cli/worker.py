@@ -14,11 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import faust
-
     from ..app import create_app
     from ..kafka_preflight import verify_kafka_credentials
     from ..logs import logging_config
+    from ..shutdown import Worker
     from ..topics import ensure_topics
 
     settings = Settings.from_env()
@@ -26,11 +25,12 @@ def run(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     app = create_app(settings)
     level = (args.loglevel or settings.log_level).lower()
-    worker = faust.Worker(
+    worker = Worker(
         app,
         loglevel={"warning": "warn", "critical": "crit"}.get(level, level),
         quiet=True,
         logging_config=logging_config(settings.replace(log_level=level)),  # plain or JSON lines with trace ids
+        shutdown_grace_s=settings.shutdown_grace_s,  # SIGTERM ends it within this long, stuck or not
     )
     worker.execute_from_commandline()
     return 0

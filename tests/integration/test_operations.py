@@ -9,6 +9,12 @@
   event produced; once the server is reachable the same worker reports 200,
   catches up, and the lag returns to 0. The server is the real Triton of
   tests/fixtures_triton.py, behind a local TCP relay the test opens and cuts.
+* A worker whose broker dies says 503 naming the broker; one stuck on an
+  event it cannot answer names the stalled topic. Either way SIGTERM ends it
+  within 10 s, and the unanswered event's offset stays uncommitted.
+* A static member (``group.instance.id``) SIGKILLed and restarted under the
+  same id gets its partitions back at once: a fresh event is answered within
+  15 s of the restart; a healthy idle worker ends gracefully on SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ import time
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.kafka_config import confluent_consumer
+from streams.lag import partition_lag
 from streams.topics import TopicNames, ensure_topics
-from tests.kafka_broker import REPO, free_port
+from tests.kafka_broker import REPO, free_port, local_broker
 from tests.photos import NO_FACE, PORTRAITS
 from tests.topic_reader import read_topic
 from tests.worker_process import WorkerProcess, settings_env
@@ -95,6 +104,8 @@ def test_metrics_after_real_traffic(stream_settings, photo_paths, photo_bytes, t
         facestream(settings, "query", str(photo_paths["obama2.jpg"]), "--gallery", "ops", "--timeout", "60")
         wait_for("lag 0", lambda: lag(worker, topics.images) == 0, 30, worker)
         found = samples(worker)
+        # faust's own pages (topology, table contents) are off: nothing unauthenticated beyond ours
+        assert worker.status_of("/router/") == 404 == worker.status_of("/table/")
 
     events = len(images)
     assert value(found, "facestream_images_total", result="ok") == len(PORTRAITS)
@@ -269,3 +280,111 @@ def test_readiness_and_lag_follow_the_triton_server(stream_settings, photo_paths
     finally:
         worker.stop()
         relay.close()
+
+
+def check_of(worker: WorkerProcess, name: str) -> dict:
+    """The ``name`` check of the worker's /readyz; {} while it does not answer."""
+    return next((c for c in worker.readyz()[1].get("checks", []) if c["name"] == name), {})
+
+
+def committed_lag(settings, topic: str) -> int:
+    """Records of ``topic`` the worker group has not committed, read from the broker."""
+    consumer = Consumer(confluent_consumer(settings, group_id=settings.app_id))
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        total = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            total += partition_lag(low, high, tp.offset)
+        return total
+    finally:
+        consumer.close()
+
+
+def assert_sigterm_ends_it_in_time(worker: WorkerProcess, record_property, name: str) -> int:
+    status, seconds = worker.terminate()
+    record_property(f"{name}_sigterm_exit_s", round(seconds, 2))
+    assert seconds < 10, f"SIGTERM took {seconds:.1f} s; log:\n{worker.tail()}"
+    return status
+
+
+def test_readiness_names_a_dead_broker_and_sigterm_still_ends_the_worker(
+    stream_settings, tmp_path, record_property
+):
+    with contextlib.ExitStack() as broker:  # a broker of its own, to kill
+        bootstrap = broker.enter_context(local_broker())
+        settings = stream_settings.replace(kafka_bootstrap_servers=bootstrap, lag_interval_s=1.0, broker_stale_s=5.0)
+        ensure_topics(settings)
+        worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+        try:
+            worker.wait_ready()
+            broker.close()
+            wait_for(
+                "/readyz naming the broker",
+                lambda: check_of(worker, "broker").get("detail", "").startswith("no broker answered for"),
+                60, worker,
+            )
+            status, body = worker.readyz()
+            assert status == 503 and [c["name"] for c in body["checks"] if not c["ok"]] == ["broker"]
+            assert_sigterm_ends_it_in_time(worker, record_property, "broker_dead")
+        finally:
+            worker.kill()
+
+
+def test_a_worker_stuck_on_an_event_names_the_topic_and_sigterm_still_ends_it(
+    stream_settings, photo_paths, tmp_path, record_property
+):
+    """Triton unreachable while an event waits: the batch is retried forever, which no check but progress sees."""
+    settings = stream_settings.replace(
+        backend="triton", triton_url=f"127.0.0.1:{free_port()}", triton_timeout_s=2.0, retry_backoff_ms=100,
+        lag_interval_s=1.0, stall_timeout_s=5.0, max_wait_ms=100,
+    )
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    log_path = tmp_path / "worker.log"
+    worker = WorkerProcess(settings, log_path).start()
+    try:
+        wait_for("partitions assigned", lambda: check_of(worker, "partitions").get("ok") is True, 120, worker)
+        facestream(settings, "produce", "--no-progress", str(photo_paths["obama.jpg"]))
+        wait_for("the batch in backend retry", lambda: "backend failed (attempt" in log_path.read_text(), 60, worker)
+        wait_for("/readyz naming the stalled topic", lambda: check_of(worker, "progress").get("ok") is False, 30, worker)
+        assert check_of(worker, "progress")["detail"].startswith(f"{topics.images}: lag 1 unanswered for ")
+        assert_sigterm_ends_it_in_time(worker, record_property, "backend_down")
+    finally:
+        worker.kill()
+    assert committed_lag(settings, topics.images) == 1  # the unanswered event is processed again after a restart
+
+
+def test_a_static_member_restarted_after_a_crash_answers_within_15_s(
+    stream_settings, photo_paths, photo_bytes, tmp_path, record_property
+):
+    settings = stream_settings.replace(group_instance_id="worker-0", max_wait_ms=100)
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    images = tmp_path / "images"
+    images.mkdir()
+
+    def answered(event_id: str) -> None:
+        read_topic(settings, topics.embeddings, until=lambda r: event_id in {x.record["image_id"] for x in r})
+
+    (images / "before.jpg").write_bytes(photo_bytes["obama.jpg"])
+    with WorkerProcess(settings, tmp_path / "first.log") as first:
+        facestream(settings, "produce", "--no-progress", str(images / "before.jpg"))
+        answered("before.jpg")
+        first.kill()  # a crash: no LeaveGroup, the broker keeps the member until its session times out
+
+    restarted_at = time.monotonic()
+    # Same id, same web address: faust's assignor asserts that the assignment the broker hands back names its URL.
+    second = WorkerProcess(first.settings, tmp_path / "second.log").start()
+    try:
+        (images / "after.jpg").write_bytes(photo_bytes["obama.jpg"])
+        facestream(settings, "produce", "--no-progress", str(images / "after.jpg"))
+        answered("after.jpg")
+        seconds = time.monotonic() - restarted_at
+        record_property("static_member_restart_to_output_s", round(seconds, 2))
+        assert seconds < 15, f"first output {seconds:.1f} s after the restart; log:\n{second.tail()}"
+
+        # healthy and idle, it ends gracefully, well within the watchdog's grace
+        assert assert_sigterm_ends_it_in_time(second, record_property, "idle") == 0
+    finally:
+        second.kill()

@@ -108,3 +108,123 @@ def test_confluent_wire_format_registers_under_the_topic_subject():
     assert AvroCodec(registry_client=registry).decode(data)["id"] == "a.jpg"
     codec.encode("ImageEvent", EVENT, topic="face.images")
     assert registry.subjects["face.images-value"] == [schema_id]  # registered once per process
+
+
+# --- bodies fastavro would read wrong -----------------------------------------
+def _long(value: int) -> bytes:
+    """Avro's zig-zag varint, written by hand so tests can say exactly which bytes they send."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _str(text: str) -> bytes:
+    return _long(len(text.encode())) + text.encode()
+
+
+def _framed(name: str, body: bytes) -> bytes:
+    return b"\xc3\x01" + schema_fingerprint(schemas.load(name)) + body
+
+
+def _image_event_body(image_branch: int) -> bytes:
+    # id, image (union branch, then bytes), uri null, content_type null, produced_at, attributes {}
+    return _str("a.jpg") + _long(image_branch) + _str("jpeg") + _long(0) + _long(0) + _long(1) + _long(0)
+
+
+def _gallery_entry_body(op: int, dim: int = 512) -> bytes:
+    # gallery_id, subject_id, op, embedding [], model (branch 1: detector, embedder, dim, version), produced_at
+    model = _long(1) + _str("yunet") + _str("arcface") + _long(dim) + _str("1")
+    return _str("g") + _str("s") + _long(op) + _long(0) + model + _long(1)
+
+
+def test_hand_written_bodies_decode_as_written():
+    codec = AvroCodec()
+    assert codec.decode(_framed("ImageEvent", _image_event_body(1)))["image"] == b"jpeg"
+    assert codec.decode(_framed("GalleryEntry", _gallery_entry_body(1)))["op"] == "DELETE"
+
+
+@pytest.mark.parametrize(
+    "name, body, fragment",
+    [
+        # fastavro would pick branches[-1] (bytes), symbols[-1] (DELETE): both from the end.
+        ("ImageEvent", _image_event_body(-1), "union branch index -1 out of range 0..1"),
+        ("ImageEvent", _image_event_body(2), "union branch index 2 out of range"),
+        ("GalleryEntry", _gallery_entry_body(-1), "enum symbol index -1 out of range 0..1"),
+        ("GalleryEntry", _gallery_entry_body(0, dim=1 << 31), "int 2147483648 beyond 32 bits"),
+        ("ImageEvent", _image_event_body(1) + b"\x00", "1 bytes after the record"),
+        ("ImageEvent", _image_event_body(1) + b"junk", "4 bytes after the record"),
+        ("ImageEvent", _str("a.jpg") + _long(1) + _long(-2), "negative length -2"),
+        ("ImageEvent", _str("a.jpg") + b"\xff" * 11, "longer than 10 bytes"),
+        ("ImageEvent", _image_event_body(1)[:-3], "truncated"),
+    ],
+    ids=[
+        "negative-union-index",
+        "union-index-past-the-end",
+        "negative-enum-index",
+        "int-beyond-32-bits",
+        "trailing-zero-byte",
+        "trailing-junk",
+        "negative-length",
+        "eleven-byte-varint",
+        "truncated",
+    ],
+)
+def test_bodies_fastavro_would_accept_or_misread_are_bad_events(name, body, fragment):
+    with pytest.raises(UndecodableRecord) as info:
+        AvroCodec().decode(_framed(name, body))
+    assert info.value.code is ErrorCode.BAD_EVENT
+    assert f"corrupt {name} body" in info.value.message and fragment in info.value.message
+
+
+def test_trailing_bytes_are_refused_in_the_confluent_frame_too():
+    registry = InMemoryRegistry()
+    data = AvroCodec(registry_client=registry).encode("ImageEvent", EVENT, topic="face.images")
+    with pytest.raises(UndecodableRecord, match="1 bytes after the record"):
+        AvroCodec(registry_client=registry).decode(data + b"\x00")
+
+
+def test_every_block_layout_the_specification_allows_is_read():
+    """Other writers (Java's blocking encoder, Go's hamba/avro) split arrays and maps into sized blocks."""
+    floats = [struct.pack("<f", x) for x in (0.5, 0.25, 0.125)]
+    split = _long(2) + floats[0] + floats[1] + _long(-1) + _long(4) + floats[2] + _long(0)
+    attributes = _long(-1) + _long(4) + _str("k") + _str("v") + _long(0)
+    codec = AvroCodec()
+    entry = codec.decode(_framed("GalleryEntry", _str("g") + _str("s") + _long(0) + split + _long(0) + _long(1)))
+    assert entry["embedding"] == [0.5, 0.25, 0.125]
+    event = codec.decode(_framed("ImageEvent", _image_event_body(1)[:-1] + attributes))
+    assert event["attributes"] == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    "blocks, fragment",
+    [
+        (_long(-1) + _long(9) + struct.pack("<f", 1.0) + _long(0), "declares 9 bytes but its items take 4"),
+        (_long(1 << 40) + _long(0), "a block of 1099511627776 items in"),
+    ],
+    ids=["wrong-block-size", "count-beyond-the-body"],
+)
+def test_array_blocks_that_lie_about_their_size_or_count_are_bad_events(blocks, fragment):
+    body = _str("g") + _str("s") + _long(0) + blocks + _long(0) + _long(1)
+    with pytest.raises(UndecodableRecord, match=fragment):
+        AvroCodec().decode(_framed("GalleryEntry", body))
+
+
+def test_booleans_and_recursive_named_types_are_walked():
+    node = schemas.parse(
+        {
+            "type": "record",
+            "name": "Node",
+            "fields": [{"name": "flag", "type": "boolean"}, {"name": "next", "type": ["null", "Node"]}],
+        }
+    )
+    codec = AvroCodec(readers={"Node": node})
+    data = b"\xc3\x01" + schema_fingerprint(node)
+    assert codec.decode(data + b"\x01" + _long(1) + b"\x00" + _long(0)) == {
+        "flag": True,
+        "next": {"flag": False, "next": None},
+    }
+    with pytest.raises(UndecodableRecord, match="boolean byte 2"):
+        codec.decode(data + b"\x01" + _long(1) + b"\x02" + _long(0))

@@ -48,6 +48,11 @@ def dockerfile() -> list[tuple[str, str]]:
     return out
 
 
+def dockerfile_env(dockerfile: list[tuple[str, str]]) -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set."""
+    return dict(pair.split("=", 1) for word, args in dockerfile if word == "ENV" for pair in shlex.split(args))
+
+
 # --- docker-compose.yml -------------------------------------------------------
 
 
@@ -90,6 +95,19 @@ def test_worker_scales_and_serves_its_web_port(compose):
     assert env["FACESTREAM_TRITON_URL"].startswith("triton:") and env["FACESTREAM_BACKEND"] == "triton"
     assert set(env) <= SETTING_VARS, set(env) - SETTING_VARS
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_workers_listen_on_every_interface_only_in_containers(compose, dockerfile):
+    # Bare-metal default: loopback only; the image and the stack open it for Prometheus and probes.
+    assert Settings().web_host == "127.0.0.1"
+    assert compose["services"]["worker"]["environment"]["FACESTREAM_WEB_HOST"] == "0.0.0.0"
+    assert dockerfile_env(dockerfile)["FACESTREAM_WEB_HOST"] == "0.0.0.0"
+
+
+def test_docker_waits_longer_than_the_worker_takes_to_stop(compose):
+    # The worker exits within FACESTREAM_SHUTDOWN_GRACE_S of SIGTERM; Docker's SIGKILL must come later.
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) > Settings().shutdown_grace_s
 
 
 def test_bind_mounts_exist_and_named_volumes_are_declared(compose):
@@ -143,7 +161,7 @@ def test_dockerfile_healthcheck_and_port_match_the_settings(dockerfile):
     (health,) = [a for w, a in dockerfile if w == "HEALTHCHECK"]
     assert "/healthz" in health and f"'FACESTREAM_WEB_PORT', '{WEB_PORT}'" in health
     assert [a for w, a in dockerfile if w == "EXPOSE"] == [str(WEB_PORT)]
-    env = dict(shlex.split(pair)[0].split("=", 1) for w, a in dockerfile if w == "ENV" for pair in shlex.split(a))
+    env = dockerfile_env(dockerfile)
     assert int(env["FACESTREAM_WEB_PORT"]) == WEB_PORT
     assert {k for k in env if k.startswith("FACESTREAM_")} <= SETTING_VARS
 

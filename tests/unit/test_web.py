@@ -16,7 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.config import Settings
 from streams.inference.backend import InferenceBackend, ModelInfo
+from streams.lag import LagMonitor
+from streams.progress import Progress
 from streams.readiness import Readiness
 from streams.web import install_web
 
@@ -58,10 +61,16 @@ def rerank_module(monkeypatch):
     return name
 
 
+def readiness_of(app: faust.App, **kwargs) -> Readiness:
+    settings = Settings()
+    lag = LagMonitor(app, settings, [settings.topic("images"), settings.topic("queries")])
+    return Readiness(app, settings, lag, Progress(), **kwargs)
+
+
 @pytest.fixture
 async def served(rerank_module):
     app = faust.App("web-test", broker="kafka://127.0.0.1:1", web_enabled=True)
-    readiness = Readiness(app, rerank_module=rerank_module)
+    readiness = readiness_of(app, rerank_module=rerank_module)
     install_web(app, readiness)
     client = TestClient(TestServer(app.web.web_app))
     await client.start_server()
@@ -107,15 +116,20 @@ async def test_readyz_names_every_failed_check(served):
     assert checks["backend"] == {"name": "backend", "ok": False, "detail": "not started"}
     assert checks["reranker"]["ok"] is True
     assert checks["partitions"]["ok"] is False
+    assert checks["broker"] == {"name": "broker", "ok": False, "detail": "lag monitor not started"}
+    assert checks["progress"]["ok"] is True  # no backlog seen, nothing waits
 
 
 async def test_readyz_is_200_when_every_check_passes(served):
     app, readiness, client = served
     readiness.backend = _Backend(True)
     app.consumer = _Consumer({("face.images", 0)})
+    readiness.lag.observed({("face.images", 0): 0})  # the broker answered: nothing waits
     resp = await client.get("/readyz")
     assert resp.status == 200
-    assert all(c["ok"] for c in (await resp.json())["checks"])
+    checks = (await resp.json())["checks"]
+    assert [c["name"] for c in checks] == ["backend", "reranker", "partitions", "broker", "progress"]
+    assert all(c["ok"] for c in checks)
 
 
 async def test_backend_failure_is_a_503_with_its_reason_and_backend_up_zero(served):
@@ -124,6 +138,7 @@ async def test_backend_failure_is_a_503_with_its_reason_and_backend_up_zero(serv
     app, readiness, client = served
     readiness.backend = _Backend(ConnectionRefusedError("connect failed"))
     app.consumer = _Consumer({("face.images", 0)})
+    readiness.lag.observed({})
     resp = await client.get("/readyz")
     assert resp.status == 503
     backend = next(c for c in (await resp.json())["checks"] if c["name"] == "backend")
@@ -135,7 +150,15 @@ async def test_backend_failure_is_a_503_with_its_reason_and_backend_up_zero(serv
     assert metrics.BACKEND_UP.labels(backend="onnx")._value.get() == 1
 
 
-def test_missing_reranker_module_fails_its_check():
+async def test_missing_reranker_module_fails_its_check():
     app = faust.App("web-test-2", broker="kafka://127.0.0.1:1")
-    check = Readiness(app, rerank_module="streams.no_such_module").check_reranker()
+    check = readiness_of(app, rerank_module="streams.no_such_module").check_reranker()
     assert check.ok is False and "streams.no_such_module" in check.detail
+
+
+def test_the_web_server_binds_loopback_unless_told_otherwise():
+    from streams.app import create_app
+
+    app = create_app(Settings())
+    assert app.conf.web_bind == "127.0.0.1"
+    assert (app.conf.web_router_enabled, app.conf.web_tables_enabled) == (False, False)
