@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from .errors import ErrorCode, RecordError
 
+#: Largest embedding dimension a gallery entry or query may carry (SFace 128, ArcFace 512).
+MAX_EMBEDDING_DIM = 4096
 #: Room left in a Kafka record for the output's own fields, headers and framing.
 RECORD_OVERHEAD_BYTES = 16 * 1024
 

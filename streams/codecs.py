@@ -51,6 +51,10 @@ class MalformedBody(ValueError):
     """A body breaks the Avro binary encoding in a way fastavro would not notice."""
 
 
+class TooManyItems(UndecodableRecord):
+    """An array or map holds more items than the codec's ``max_items``: refused before any is decoded."""
+
+
 BodyCheck = Callable[[bytes, int], int]
 """Walks one encoded value starting at a position; returns the position after it."""
 
@@ -80,8 +84,15 @@ class AvroCodec:
         *,
         registry_client: Any = None,
         readers: Mapping[str, dict[str, Any]] | None = None,
+        max_items: int | None = None,
     ) -> None:
-        """``readers``: the schema versions this process writes and reads, by name (default: ``schemas/``)."""
+        """``readers``: the schema versions this process writes and reads, by name (default: ``schemas/``).
+
+        ``max_items``: most items one array or map of a decoded record may hold (None: no limit); a
+        worker sets it so a record of a million tiny items costs no decoding time (fastavro holds the
+        GIL while it decodes, so a thread does not keep the event loop free).
+        """
+        self._max_items = max_items
         if registry_client is None and registry_url:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -96,7 +107,7 @@ class AvroCodec:
 
     def know(self, writer_schema: dict[str, Any]) -> None:
         """Make records written with ``writer_schema`` (e.g. an older version) decodable."""
-        self._writers[schema_fingerprint(writer_schema)] = _Writer(writer_schema, body_check(writer_schema))
+        self._writers[schema_fingerprint(writer_schema)] = _Writer(writer_schema, body_check(writer_schema, self._max_items))
 
     # --- encoding --------------------------------------------------------
     def encode(self, name: str, record: dict[str, Any], *, topic: str = "") -> bytes:
@@ -136,6 +147,11 @@ class AvroCodec:
         offset = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
         try:
             end = writer.check(data, offset)
+        except TooManyItems as exc:
+            raise TooManyItems(f"{name}: {exc.message}") from None
+        except Exception as exc:
+            raise UndecodableRecord(f"corrupt {name} body: {exc}") from None
+        try:
             if end != len(data):
                 raise MalformedBody(f"{len(data) - end} bytes after the record")
             body = io.BytesIO(data)  # shares the buffer: no copy of a large image
@@ -163,19 +179,19 @@ class AvroCodec:
             except Exception as exc:
                 raise UndecodableRecord(f"schema id {schema_id} not found in the registry: {exc}") from None
             schema = schemas.parse(json.loads(text))
-            self._by_id[schema_id] = _Writer(schema, body_check(schema))
+            self._by_id[schema_id] = _Writer(schema, body_check(schema, self._max_items))
         return self._by_id[schema_id]
 
 
 # --- strict body walk ------------------------------------------------------
-def body_check(schema: Any) -> BodyCheck:
+def body_check(schema: Any, max_items: int | None = None) -> BodyCheck:
     """The walk of bodies written with the parsed ``schema``, built once per writer schema."""
-    return _compile(schema, {})
+    return _compile(schema, {}, max_items)
 
 
-def _compile(schema: Any, named: dict[str, BodyCheck]) -> BodyCheck:
+def _compile(schema: Any, named: dict[str, BodyCheck], max_items: int | None = None) -> BodyCheck:
     if isinstance(schema, list):
-        return _union([_compile(branch, named) for branch in schema])
+        return _union([_compile(branch, named, max_items) for branch in schema])
     if isinstance(schema, str):
         if schema in _PRIMITIVES:
             return _PRIMITIVES[schema]
@@ -183,17 +199,17 @@ def _compile(schema: Any, named: dict[str, BodyCheck]) -> BodyCheck:
         return lambda buf, pos: named[schema](buf, pos)
     kind = schema["type"]
     if kind in ("record", "error"):
-        check = _record([_compile(field["type"], named) for field in schema["fields"]])
+        check = _record([_compile(field["type"], named, max_items) for field in schema["fields"]])
     elif kind == "enum":
         check = _enum(len(schema["symbols"]))
     elif kind == "fixed":
         check = _fixed(schema["size"])
     elif kind == "array":
-        check = _blocks(_compile(schema["items"], named), _width(schema["items"]))
+        check = _blocks(_compile(schema["items"], named, max_items), _width(schema["items"]), max_items)
     elif kind == "map":
-        check = _blocks(_entry(_compile(schema["values"], named)), None)
+        check = _blocks(_entry(_compile(schema["values"], named, max_items)), None, max_items)
     else:  # a primitive with a logical type
-        return _compile(kind, named)
+        return _compile(kind, named, max_items)
     if "name" in schema:
         named[schema["name"]] = check
     return check
@@ -320,10 +336,11 @@ def _in_range(what: str, index: int, pos: int, count: int) -> tuple[int, int]:
     return index, pos
 
 
-def _blocks(item: BodyCheck, width: int | None) -> BodyCheck:
+def _blocks(item: BodyCheck, width: int | None, max_items: int | None = None) -> BodyCheck:
     """Array or map blocks; ``width``: the fixed size of every item, if it has one."""
 
     def check(buf: bytes, pos: int) -> int:
+        total = 0
         while True:
             count, pos = _varint(buf, pos)
             if count == 0:
@@ -332,6 +349,9 @@ def _blocks(item: BodyCheck, width: int | None) -> BodyCheck:
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
                 size, pos = _varint(buf, pos)
+            total += count
+            if max_items is not None and total > max_items:
+                raise TooManyItems(f"an array or map of more than {max_items} items")
             if count > len(buf) - pos:
                 raise MalformedBody(f"a block of {count} items in {len(buf) - pos} bytes")
             start = pos

@@ -79,7 +79,11 @@ class Settings:
         "When a failed record does not fit a dead letter whole, the dead letter keeps this many of its first bytes "
         "plus the original length and SHA-256.",
     )
-    max_candidates: int = _setting(10_000, "Most inline candidates one RerankQuery may carry; more is BAD_QUERY.")
+    max_candidates: int = _setting(
+        10_000,
+        "Most inline candidates one RerankQuery may carry (BAD_QUERY beyond); also the most items of any array or "
+        "map a worker decodes (at least 4096), refused before decoding.",
+    )
     max_query_work: float = _setting(
         2e10, "Most multiply-adds one query may ask of the re-ranker (k-reciprocal costs rows^2 x dim); more is BAD_QUERY."
     )

@@ -11,6 +11,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .bounds import MAX_EMBEDDING_DIM
 from .codecs import AvroCodec
 from .config import Settings
 from .inference import create_backend
@@ -35,7 +36,7 @@ class WorkerContext:
         return cls(
             settings=settings,
             topics=TopicNames.from_settings(settings),
-            codec=AvroCodec(settings.schema_registry_url),
+            codec=AvroCodec(settings.schema_registry_url, max_items=max(settings.max_candidates, MAX_EMBEDDING_DIM)),
             pipeline=FacePipeline(create_backend(settings), settings),
             decode_pool=ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"),
         )

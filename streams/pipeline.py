@@ -1,9 +1,11 @@
 """FacePipeline: decoded images in, faces (box, score, landmarks, L2-normalised embedding) out.
 
-One batch of images costs one detector call and one embedder call (each
-chunked by the backend's max batch size): images are letterboxed into a single
-uint8 tensor, and the faces of *all* images are aligned into a single batch.
-That is what makes Triton's GPU worth having; per-image calls would not be.
+A batch of images costs as few model calls as the backend's max batch size
+allows: images are letterboxed into uint8 tensors of that many canvases, one
+detector call each, and the faces of *all* images are aligned into a single
+embedder batch. That is what makes Triton's GPU worth having; per-image calls
+would not be. Canvases and raw detector outputs live one call at a time, so the
+memory of detection does not grow with the batch.
 
 Decoding bytes is deliberately not part of :meth:`FacePipeline.process`: the
 worker runs :meth:`FacePipeline.decode` per event (in a thread pool), sends
@@ -108,18 +110,22 @@ class FacePipeline:
         def lap(stage: str) -> None:
             nonlocal clock
             now = time.perf_counter()
-            timings[stage] = (now - clock) * 1000.0
+            timings[stage] = timings.get(stage, 0.0) + (now - clock) * 1000.0
             clock = now
 
-        canvas, scales = letterbox_batch(images, self.settings.canvas_size)
-        lap("letterbox")
-        outputs = await infer_chunked(self.backend, self.settings.detector_model, canvas)
-        lap("detect")
-        detections = [
-            select_faces(self._candidates(outputs, i, canvas.shape[1:3]), scales[i], image.shape[:2], self._filter)
-            for i, image in enumerate(images)
-        ]
-        lap("decode_boxes")
+        detections: list[Detections] = []
+        step = self.backend.model_info(self.settings.detector_model).max_batch_size or len(images)
+        for first in range(0, len(images), step):
+            chunk = images[first : first + step]
+            canvas, scales = letterbox_batch(chunk, self.settings.canvas_size)
+            lap("letterbox")
+            outputs = await infer_chunked(self.backend, self.settings.detector_model, canvas)
+            lap("detect")
+            detections += [
+                select_faces(self._candidates(outputs, i, canvas.shape[1:3]), scales[i], image.shape[:2], self._filter)
+                for i, image in enumerate(chunk)
+            ]
+            lap("decode_boxes")
         crops = [align_faces(image, d.landmarks) for image, d in zip(images, detections, strict=True)]
         all_crops = np.concatenate(crops)  # images is not empty, and an image without faces adds [0, 112, 112, 3]
         lap("align")

@@ -37,7 +37,8 @@ import numpy as np
 from faust.types import EventT
 
 from .. import metrics, rerank
-from ..bounds import check_id, check_key
+from ..bounds import MAX_EMBEDDING_DIM, check_id, check_key
+from ..codecs import TooManyItems
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError
 from ..gallery import DimensionMismatch, Galleries
@@ -54,8 +55,6 @@ TABLE_NAME = "gallery"
 INLINE_MAX_WORK = 1 << 20
 # A record this large takes milliseconds to parse: done in a thread so the event loop keeps serving.
 INLINE_MAX_PARSE_BYTES = 64 * 1024
-#: Largest embedding dimension a gallery entry or query may carry (SFace 128, ArcFace 512).
-MAX_EMBEDDING_DIM = 4096
 Ranking = tuple[np.ndarray, np.ndarray]  # (row indices, scores), best first, one query
 
 
@@ -305,14 +304,13 @@ class QueryRanker:
         return gallery.ids, gallery.matrix
 
     def _inline(self, candidates: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
-        """Inline candidates as (ids, unit rows), bounded in number, id length and dimension (runs in a thread)."""
+        """Inline candidates as (ids, unit rows), bounded in id length and dimension (runs in a thread).
+
+        Their number is bounded by the codec's ``max_items`` before they are decoded.
+        """
         settings = self.ctx.settings
         if not candidates:
             raise RecordError(ErrorCode.BAD_QUERY, "candidates is an empty list")
-        if len(candidates) > settings.max_candidates:
-            raise RecordError(
-                ErrorCode.BAD_QUERY, f"{len(candidates)} inline candidates, over the limit of {settings.max_candidates}"
-            )
         for candidate in candidates:
             check_id(candidate["id"], "candidate id", settings.max_id_bytes)
             check_embedding(candidate["embedding"], f"candidate {candidate['id']!r}")
@@ -326,10 +324,18 @@ class QueryRanker:
 
 
 async def parse(ctx: WorkerContext, value: bytes | None, expect: str) -> dict[str, Any]:
-    """Decode one record, in a thread when it is large enough to hold up the event loop."""
-    if value is not None and len(value) > INLINE_MAX_PARSE_BYTES:
-        return await asyncio.get_running_loop().run_in_executor(None, partial(ctx.codec.decode, value, expect=expect))
-    return ctx.codec.decode(value, expect=expect)
+    """Decode one record, in a thread when it is large enough to hold up the event loop.
+
+    A query of more items than the codec allows (inline candidates, values) is a ``BAD_QUERY``.
+    """
+    try:
+        if value is not None and len(value) > INLINE_MAX_PARSE_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(None, partial(ctx.codec.decode, value, expect=expect))
+        return ctx.codec.decode(value, expect=expect)
+    except TooManyItems as exc:
+        if expect == "RerankQuery":
+            raise RecordError(ErrorCode.BAD_QUERY, exc.message) from None
+        raise
 
 
 # --- wiring ----------------------------------------------------------------

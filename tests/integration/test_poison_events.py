@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from confluent_kafka import Producer
 
@@ -20,6 +21,8 @@ from streams.codecs import AvroCodec
 from streams.errors import ErrorCode
 from streams.kafka_config import confluent_producer
 from streams.topics import TopicNames, ensure_topics
+from tests.integration.test_rerank_stream import wait_for_gallery
+from tests.kafka_broker import free_port
 from tests.topic_reader import read_topic
 from tests.worker_process import WorkerProcess
 
@@ -169,3 +172,67 @@ def test_every_poison_event_gets_one_dead_letter_and_its_batch_survives(
     huge = by_key[b"huge-undecodable"]
     assert huge["value_size"] == settings.max_message_bytes - 4096
     assert len(huge["value"]) == settings.dead_letter_prefix_bytes and len(huge["value_sha256"]) == 64
+
+
+def gallery_entry(codec: AvroCodec, gallery: str, subject: str, embedding) -> bytes:
+    return codec.encode("GalleryEntry", {"gallery_id": gallery, "subject_id": subject, "op": "UPSERT",
+                                         "embedding": list(embedding), "model": None,
+                                         "produced_at": int(time.time() * 1000)})
+
+
+def rerank_query(codec: AvroCodec, query_id: str, gallery: str, embedding, method="cosine", candidates=None) -> bytes:
+    return codec.encode("RerankQuery", {"query_id": query_id, "gallery_id": gallery, "candidates": candidates,
+                                        "embedding": list(embedding), "top_k": 3, "threshold": None, "method": method,
+                                        "params": {}, "produced_at": int(time.time() * 1000)})
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_poison_gallery_entries_and_queries(guarantee, stream_settings, tmp_path):
+    """A huge subject id is refused (the worker lives), huge finite floats do not poison the gallery, even
+    after a restart, and a million inline candidates are refused without holding up the queries behind."""
+    settings = stream_settings.replace(processing_guarantee=guarantee, web_port=free_port(),
+                                       group_instance_id=f"poison-{guarantee}")
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    codec = AvroCodec()
+    rng = np.random.default_rng(3)
+    alice, bob = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 128)))
+    entries = Partition0(settings, topics.gallery)
+    queries = Partition0(settings, topics.queries)
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        entries.send(b"g", gallery_entry(codec, "g", "alice", alice), "applied")
+        entries.send(b"g", gallery_entry(codec, "g", "s" * BIG, alice), ErrorCode.BAD_EVENT.value)
+        entries.send(b"g", gallery_entry(codec, "g", "huge", np.where(bob > 0, 3e38, -3e38)), "applied")
+        entries.send(b"g", gallery_entry(codec, "g", "bob", bob), "applied")
+        wait_for_gallery(worker, "g", 3)
+
+        queries.send(b"g", rerank_query(codec, "q-alice", "g", alice), "result")
+        many = [{"id": "c", "embedding": [1.0]}] * 1_000_000
+        queries.send(b"g", rerank_query(codec, "q-many", "g", [1.0], candidates=many), ErrorCode.BAD_QUERY.value)
+        queries.send(b"g", rerank_query(codec, "q-bob", "g", bob, method="query_expansion"), "result")
+        results = read_topic(settings, topics.rerank_results, until=lambda r: len(r) >= 2, settle_s=1)
+        dead = read_topic(settings, topics.dlq, until=lambda r: len(r) >= 2, settle_s=1)
+        assert worker.alive(), worker.tail()
+
+    with WorkerProcess(settings, tmp_path / "restarted.log") as worker:
+        wait_for_gallery(worker, "g", 3)
+        queries.send(b"g", rerank_query(codec, "q-after", "g", alice), "result")
+        results = read_topic(settings, topics.rerank_results, until=lambda r: len(r) >= 3, settle_s=1)
+
+    answered = Counter(r.record["source"]["offset"] for r in results + dead if r.record["source"]["topic"] == topics.queries)
+    assert answered == Counter({offset: 1 for offset in queries.expected})
+    source = lambda r: (r.record["source"]["topic"], r.record["source"]["offset"])  # noqa: E731
+    assert {source(d): d.record["error_code"] for d in dead} == {
+        **{(topics.gallery, o): e for o, e in entries.expected.items() if e != "applied"},
+        **{(topics.queries, o): e for o, e in queries.expected.items() if e != "result"},
+    }
+    by_query = {r.record["query_id"]: r.record for r in results}
+    for query_id, first in (("q-alice", "alice"), ("q-bob", "bob"), ("q-after", "alice")):
+        matches = by_query[query_id]["matches"]
+        assert matches[0]["id"] == first and matches[0]["score"] > 0.99, matches
+        assert all(np.isfinite(m["score"]) for m in matches)
+    many_offset = next(o for o, e in queries.expected.items() if e == ErrorCode.BAD_QUERY.value)
+    refused_s = next(d.record["at"].timestamp() for d in dead if source(d) == (topics.queries, many_offset))
+    assert refused_s - queries.sent_at[many_offset] < 2.0  # refused before a million candidates are decoded
+    huge_score = {m["id"]: m["score"] for m in by_query["q-bob"]["matches"]}["huge"]
+    assert 0.5 < huge_score < 0.9  # the sign pattern of bob, normalised: a real row, not zeros

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.schema_registry import Schema
 
 from streams import schemas
-from streams.codecs import AvroCodec, UndecodableRecord, schema_fingerprint
+from streams.codecs import AvroCodec, TooManyItems, UndecodableRecord, schema_fingerprint
 from streams.errors import ErrorCode
 
 EVENT = {"id": "a.jpg", "image": b"\xff\xd8jpeg", "produced_at": 1_700_000_000_000, "attributes": {"camera": "3"}}
@@ -228,3 +228,14 @@ def test_booleans_and_recursive_named_types_are_walked():
     }
     with pytest.raises(UndecodableRecord, match="boolean byte 2"):
         codec.decode(data + b"\x01" + _long(1) + b"\x02" + _long(0))
+
+
+def test_an_array_over_max_items_is_refused_before_decoding():
+    codec = AvroCodec(max_items=100)
+    query = {"query_id": "q", "gallery_id": "g", "embedding": [1.0], "top_k": 3, "threshold": None,
+             "method": "cosine", "params": {}, "produced_at": 0}
+    many = codec.encode("RerankQuery", {**query, "candidates": [{"id": "c", "embedding": [1.0]}] * 101})
+    with pytest.raises(TooManyItems, match="more than 100 items"):
+        codec.decode(many)
+    fits = codec.encode("RerankQuery", {**query, "candidates": [{"id": "c", "embedding": [1.0]}] * 100})
+    assert len(codec.decode(fits)["candidates"]) == 100

@@ -1,9 +1,12 @@
+import asyncio
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
 from streams.errors import BackendError, BackendNotReady
-from streams.inference.onnx import OnnxBackend
+from streams.inference.onnx import DETECTOR_MAX_BATCH, EMBEDDER_MAX_BATCH, OnnxBackend
 from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
 from tests.unit.serving_models import serving_settings
 
@@ -52,3 +55,33 @@ async def test_not_ready_before_start_and_when_files_are_missing(tmp_path):
         backend.model_info(settings.detector_model)
     with pytest.raises(BackendNotReady, match="facestream models fetch"):
         await backend.start()
+
+
+async def test_cpu_runs_are_small_batches_by_default():
+    settings = serving_settings()
+    b = OnnxBackend(settings)
+    await b.start()
+    assert b.model_info(settings.detector_model).max_batch_size == DETECTOR_MAX_BATCH <= 2
+    assert b.model_info(settings.embedder_model).max_batch_size == EMBEDDER_MAX_BATCH <= 8
+    await b.close()
+
+
+async def test_runs_never_overlap_and_stay_on_one_thread(backend, monkeypatch):
+    """Concurrent infer calls (two batches in flight) take turns on one thread: one set of activations at a time."""
+    running, overlap, threads = 0, 0, set()
+    run = backend.run
+
+    def counted(model, batch):
+        nonlocal running, overlap
+        running += 1
+        overlap = max(overlap, running)
+        threads.add(threading.get_ident())
+        try:
+            return run(model, batch)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(backend, "run", counted)
+    faces = np.zeros((2, 112, 112, 3), np.uint8)
+    await asyncio.gather(*(backend.infer(serving_settings().embedder_model, faces) for _ in range(4)))
+    assert overlap == 1 and len(threads) == 1

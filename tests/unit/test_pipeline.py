@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+import streams.pipeline
 from streams.errors import ErrorCode, ImageRejected
 from streams.inference.onnx import OnnxBackend
 from streams.models.catalog import SFACE, YUNET
 from streams.pipeline import FacePipeline
-from streams.vision.letterbox import letterbox_scale
+from streams.vision.letterbox import letterbox_batch, letterbox_scale
 from tests.photos import OBAMA, PORTRAITS
 from tests.unit.serving_models import serving_settings
 
@@ -101,6 +102,23 @@ async def test_batching_and_chunking_do_not_change_results(images):
         (alone,) = await small.process([images[name]])
         np.testing.assert_allclose(result.faces[0].embedding, alone.faces[0].embedding, atol=1e-5)
         np.testing.assert_allclose(result.faces[0].bbox, alone.faces[0].bbox, atol=1e-3)
+
+
+async def test_detection_holds_one_call_of_canvases_at_a_time(images, monkeypatch):
+    """Five images at a max batch of 2: canvases of 2, 2 and 1 images, letterboxed call by call, never all 5."""
+    settings = serving_settings()
+    pipeline = FacePipeline(OnnxBackend(settings, max_batch_size=2), settings)
+    await pipeline.start()
+    canvases = []
+
+    def recorded(chunk, canvas):
+        canvases.append(len(chunk))
+        return letterbox_batch(chunk, canvas)
+
+    monkeypatch.setattr(streams.pipeline, "letterbox_batch", recorded)
+    results = await pipeline.process([images[n] for n in PORTRAITS])
+    assert canvases == [2, 2, 1]
+    assert [len(r.faces) for r in results] == [1] * len(PORTRAITS)
 
 
 async def test_aligned_crops_are_attached_only_when_asked(images):
