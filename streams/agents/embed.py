@@ -71,11 +71,13 @@ class EmbedBatch:
     async def handle(self, events: Sequence[EventT]) -> None:
         metrics.BATCH_SIZE.observe(len(events))
         loop = asyncio.get_running_loop()
-        with metrics.STAGE_SECONDS.labels(stage="decode").time():
-            prepared = await asyncio.gather(
-                *(loop.run_in_executor(self.ctx.decode_pool, self._prepare, event) for event in events)
-            )
-        results = await self._faces_within_budget([p for p in prepared if p.error is None])
+        started = time.perf_counter()
+        prepared = await asyncio.gather(
+            *(loop.run_in_executor(self.ctx.decode_pool, self._prepare, event) for event in events)
+        )
+        decode_s = time.perf_counter() - started
+        results, chunk_decode_s = await self._faces_within_budget([p for p in prepared if p.error is None])
+        metrics.STAGE_SECONDS.labels(stage="decode").observe(decode_s + chunk_decode_s)  # once per batch
         produce_started = time.perf_counter()
         pending = [await self.outputs.answer(item.event, partial(self._output, item, results)) for item in prepared]
         # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
@@ -119,13 +121,14 @@ class EmbedBatch:
         item.data = None
         return item
 
-    async def _faces_within_budget(self, good: list[Prepared]) -> dict[int, ImageFaces | RecordError]:
-        """Decode and run the models on ``good`` in chunks whose pixels fit the worker's budget.
+    async def _faces_within_budget(self, good: list[Prepared]) -> tuple[dict[int, ImageFaces | RecordError], float]:
+        """Decode and run the models on ``good`` in chunks whose pixels fit the worker's budget; (faces, decode seconds).
 
         A chunk waits for budget only while it holds none, so two batches in flight never wait
         on each other; a batch of ordinary photos is one chunk, one detector call.
         """
         results: dict[int, ImageFaces | RecordError] = {}
+        decode_s = 0.0
         loop = asyncio.get_running_loop()
         waiting = list(good)
         while waiting:
@@ -134,14 +137,15 @@ class EmbedBatch:
             while waiting and self.budget.try_take(waiting[0].header.pixels):
                 chunk.append(waiting.pop(0))
             try:
-                with metrics.STAGE_SECONDS.labels(stage="decode").time():
-                    await asyncio.gather(*(loop.run_in_executor(self.ctx.decode_pool, self._decode, p) for p in chunk))
+                started = time.perf_counter()
+                await asyncio.gather(*(loop.run_in_executor(self.ctx.decode_pool, self._decode, p) for p in chunk))
+                decode_s += time.perf_counter() - started
                 results.update(await self._faces([p for p in chunk if p.error is None]))
             finally:
                 for item in chunk:
                     item.image = None  # the models are done with it: its memory goes back with its budget
                     self.budget.give(item.header.pixels)
-        return results
+        return results, decode_s
 
     async def _faces(self, good: list[Prepared]) -> dict[int, ImageFaces | RecordError]:
         """Faces of every good image; one model failure never takes the other images down."""
