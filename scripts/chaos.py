@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
+from streams.cli.produce import image_event, produce_retrying  # noqa: E402
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.kafka_config import confluent_consumer, confluent_producer  # noqa: E402
@@ -94,21 +95,8 @@ def produce_events(settings: Settings, n: int) -> dict[str, tuple[int, int]]:
     for i in range(n):
         photo = PORTRAITS[i % len(PORTRAITS)]
         event_id = f"{photo}-{i}"
-        record = {
-            "id": event_id,
-            "image": payloads[photo],
-            "content_type": mimetypes.guess_type(photo)[0],
-            "produced_at": int(time.time() * 1000),
-            "attributes": {"filename": photo},
-        }
-        value = codec.encode("ImageEvent", record, topic=topic)
-        while True:
-            try:
-                producer.produce(topic, key=event_id.encode(), value=value, on_delivery=delivered)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
-        producer.poll(0)
+        record = image_event(event_id, payloads[photo], mimetypes.guess_type(photo)[0], photo)
+        produce_retrying(producer, topic, event_id.encode(), codec.encode("ImageEvent", record, topic=topic), delivered)
     producer.flush(120)
     if failed or len(placed) != n:
         raise SystemExit(f"chaos: {len(placed)} of {n} events acknowledged; failures: {failed[:5]}")

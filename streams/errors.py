@@ -42,6 +42,17 @@ class RecordError(FacestreamError):
         self.message = message
 
 
+class UndecodableRecord(RecordError):
+    """The bytes are not a facestream Avro record (wrong frame, unknown schema, corrupt body)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BAD_EVENT, message)
+
+
+class TooManyItems(UndecodableRecord):
+    """An array or map holds more items than the codec's ``max_items``: refused before any is decoded."""
+
+
 class ImageRejected(RecordError):
     """An image payload failed validation or decoding."""
 

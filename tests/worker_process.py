@@ -123,7 +123,12 @@ class WorkerProcess:
             return ""
 
     def __enter__(self) -> WorkerProcess:
-        self.start().wait_ready()
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()  # a worker that never got ready must not outlive its test
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -38,9 +38,8 @@ from faust.types import EventT
 
 from .. import metrics, rerank
 from ..bounds import MAX_EMBEDDING_DIM, check_id, check_key
-from ..codecs import TooManyItems
 from ..context import WorkerContext
-from ..errors import ErrorCode, RecordError
+from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DimensionMismatch, Galleries
 from ..vectors import unit_rows, unit_vector
 from .dead_letter import now_ms

@@ -10,8 +10,9 @@ import argparse
 import mimetypes
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..kafka_preflight import verify_kafka_credentials
@@ -25,6 +26,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="publish each file K times, ids suffixed -1..-K")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def image_event(event_id: str, data: bytes, content_type: str | None, filename: str) -> dict[str, Any]:
+    """The ``ImageEvent`` record of one image file's bytes."""
+    return {
+        "id": event_id,
+        "image": data,
+        "content_type": content_type,
+        "produced_at": int(time.time() * 1000),
+        "attributes": {"filename": filename},
+    }
+
+
+def produce_retrying(producer: Any, topic: str, key: bytes, value: bytes, on_delivery: Callable) -> None:
+    """Queue one record on a confluent producer, letting deliveries drain while its local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)
 
 
 def files_under(paths: list[Path]) -> Iterator[Path]:
@@ -74,21 +97,8 @@ def run(args: argparse.Namespace) -> int:
             data = path.read_bytes()
             content_type = mimetypes.guess_type(path.name)[0]
             for event_id in event_ids(path, args.repeat):
-                record = {
-                    "id": event_id,
-                    "image": data,
-                    "content_type": content_type,
-                    "produced_at": int(time.time() * 1000),
-                    "attributes": {"filename": path.name},
-                }
-                value = codec.encode("ImageEvent", record, topic=topic)
-                while True:
-                    try:
-                        producer.produce(topic, key=event_id.encode(), value=value, on_delivery=delivered)
-                        break
-                    except BufferError:  # local queue full: let deliveries drain
-                        producer.poll(0.1)
-                producer.poll(0)
+                value = codec.encode("ImageEvent", image_event(event_id, data, content_type, path.name), topic=topic)
+                produce_retrying(producer, topic, event_id.encode(), value, delivered)
                 bar.update(1)
                 if interval:
                     next_at += interval

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 
+from streams.cli.produce import image_event
 from streams.codecs import AvroCodec
 from streams.kafka_config import confluent_consumer, confluent_producer
 from streams.topics import TopicNames, ensure_topics
@@ -47,19 +48,18 @@ def test_a_slow_event_holds_the_commit_and_is_answered_after_a_crash(stream_sett
     producer = Producer(confluent_producer(settings))
     ids = ["slow-0", *(f"good-{n}" for n in range(1, GOOD + 1))]
     for event_id in ids:
-        record = {"id": event_id, "image": photo_bytes["obama.jpg"], "uri": None, "content_type": "image/jpeg",
-                  "produced_at": int(time.time() * 1000), "attributes": {}}
+        record = image_event(event_id, photo_bytes["obama.jpg"], "image/jpeg", "obama.jpg")
         producer.produce(topics.images, key=event_id.encode(), value=codec.encode("ImageEvent", record), partition=0)
     assert producer.flush(30) == 0
 
     slow = WorkerProcess(settings, tmp_path / "slow.log", module="tests.slow_worker",
                          env={"FACESTREAM_TEST_SLOW_S": "300"})
-    slow.start().wait_ready()
-    answered = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 3, timeout_s=90)
-    assert "slow-0" not in {r.record["image_id"] for r in answered}
-    time.sleep(3)  # three commit intervals: anything committable is committed by now
-    held = committed_offset(settings, topics.images)
-    slow.kill()
+    with slow:
+        answered = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 3, timeout_s=90)
+        assert "slow-0" not in {r.record["image_id"] for r in answered}
+        time.sleep(3)  # three commit intervals: anything committable is committed by now
+        held = committed_offset(settings, topics.images)
+        slow.kill()
     assert held in (OFFSET_INVALID, 0), f"committed offset {held} passes the slow event at offset 0"
 
     with WorkerProcess(settings, tmp_path / "restarted.log"):

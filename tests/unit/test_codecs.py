@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka.schema_registry import Schema
 
 from streams import schemas
-from streams.codecs import AvroCodec, TooManyItems, UndecodableRecord, schema_fingerprint
-from streams.errors import ErrorCode
+from streams.codecs import AvroCodec, schema_fingerprint
+from streams.errors import ErrorCode, TooManyItems, UndecodableRecord
 
 EVENT = {"id": "a.jpg", "image": b"\xff\xd8jpeg", "produced_at": 1_700_000_000_000, "attributes": {"camera": "3"}}
 
