@@ -1,7 +1,8 @@
 """Writes ``.env.example``: every ``FACESTREAM_*`` setting with its meaning and default.
 
-Generated from :func:`streams.config.documented`, so it cannot drift from the
-code; ``tests/unit/test_deploy.py`` fails when the committed file is stale.
+Generated from :func:`streams.config.documented`, each default spelled as
+:meth:`Settings.to_env` spells it, so it cannot drift from the code;
+``tests/unit/test_deploy.py`` fails when the committed file is stale.
 
     python deploy/env_example.py            # rewrite .env.example
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streams.config import documented
+from streams.config import Settings, documented
 
 HEADER = """\
 # Every facestream setting, with its default. Copy to .env and uncomment what you change:
@@ -25,16 +26,11 @@ HEADER = """\
 """
 
 
-def env_value(default: object) -> str:
-    if isinstance(default, bool):
-        return "true" if default else "false"
-    return str(default)
-
-
 def render() -> str:
     blocks = [HEADER]
-    for name, default, help_text in documented():
-        blocks.append(f"# {help_text}\n# {name}={env_value(default)}\n")
+    defaults = Settings().to_env()
+    for name, _default, help_text in documented():
+        blocks.append(f"# {help_text}\n# {name}={defaults[name]}\n")
     return "\n".join(blocks)
 
 

@@ -40,13 +40,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
 
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.kafka_config import confluent_consumer, confluent_producer  # noqa: E402
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
 from streams.models.catalog import SFACE, YUNET  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
 from streams.vision.letterbox import letterbox_scale  # noqa: E402
 from tests.kafka_broker import REPO, kafka_broker  # noqa: E402
 from tests.photos import PHOTOS, PORTRAITS, photo_path  # noqa: E402
@@ -75,12 +74,17 @@ def big_jpegs() -> list[Path]:
 
 def _tiled(portrait: np.ndarray) -> np.ndarray:
     width, height = BIG_SIZE
-    scaled = cv2.resize(portrait, (round(portrait.shape[1] * height / portrait.shape[0]), height), cv2.INTER_CUBIC)
+    size = (round(portrait.shape[1] * height / portrait.shape[0]), height)
+    scaled = cv2.resize(portrait, size, interpolation=cv2.INTER_CUBIC)
     return np.tile(scaled, (1, -(-width // scaled.shape[1]), 1))[:, :width]
 
 
 def _encode_near(image: np.ndarray, target: int) -> bytes:
-    """The JPEG whose size is closest to ``target`` bytes (bisection over the quality)."""
+    """The JPEG whose size is closest to ``target`` bytes (bisection over the quality).
+
+    At 40 MP that is quality 1 or close: a baseline JPEG spends about a byte per 8x8 block
+    whatever the quality, so 620 KB photos of that size are as compressed as JPEG gets.
+    """
     low, high, best = 1, 100, b""
     while low <= high:
         quality = (low + high) // 2
@@ -96,7 +100,7 @@ class RssSampler:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._samples: list[int] = []
+        self._samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -139,11 +143,11 @@ class Answers:
     """Publishes ImageEvents and waits until each has its one answer (embeddings or dead letter)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.topics = TopicNames.from_settings(settings)
         self.codec = AvroCodec()
-        self.producer = Producer(confluent_producer(settings))
+        self.producer = Producer(settings, flush_s=60)
         self.consumer = Consumer(confluent_consumer(settings, group_id=f"bench-memory-{uuid.uuid4().hex[:6]}"))
-        self.consumer.subscribe([settings.topic("embeddings"), settings.topic("dlq")])
+        self.consumer.subscribe([self.topics.embeddings, self.topics.dlq])
 
     def run(self, payloads: list[bytes], n: int, prefix: str) -> dict:
         """Publish ``n`` events cycling over ``payloads``; seconds until all answered, and dead letters among them."""
@@ -154,16 +158,11 @@ class Answers:
             ids.add(event_id)
             record = {"id": event_id, "image": payloads[i % len(payloads)], "produced_at": int(time.time() * 1000)}
             self.producer.produce(
-                self.settings.topic("images"), key=event_id.encode(), value=self.codec.encode("ImageEvent", record)
+                self.topics.images, key=event_id.encode(), value=self.codec.encode("ImageEvent", record)
             )
-            self.producer.poll(0)
-        self.producer.flush(60)
+        self.producer.flush()
         dead = 0
-        deadline = time.monotonic() + 900
-        while ids and time.monotonic() < deadline:
-            msg = self.consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
+        for msg in messages(self.consumer, timeout_s=900, until=lambda: not ids):
             schema, record = self.codec.decode_named(msg.value())
             image_id = record.get("image_id") or msg.key().decode()
             if image_id in ids:

@@ -29,14 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
 
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.inference import create_backend  # noqa: E402
-from streams.kafka_config import confluent_consumer, confluent_producer  # noqa: E402
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
 from streams.pipeline import FacePipeline  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
 from tests.kafka_broker import kafka_broker  # noqa: E402
 from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
 from tests.worker_process import WorkerProcess  # noqa: E402
@@ -63,15 +62,15 @@ async def pipeline_images_per_s(settings: Settings, payloads: list[bytes], n: in
 def stream_run(settings: Settings, payloads: list[bytes], n: int, workdir: Path) -> dict:
     """Publish ``n`` events to a ready worker, read every output; throughput and latencies."""
     codec = AvroCodec()
-    topic_in, topic_out = settings.topic("images"), settings.topic("embeddings")
+    topics = TopicNames.from_settings(settings)
     consumer = Consumer(confluent_consumer(settings, group_id=f"bench-{uuid.uuid4().hex[:6]}"))
-    consumer.subscribe([topic_out])
+    consumer.subscribe([topics.embeddings])
     with WorkerProcess(settings, workdir / "worker.log"):
         # Warm-up: the worker's first batch pays for session start-up and thread pools.
-        warm = _publish(settings, codec, topic_in, payloads, 2 * settings.max_batch, "warm")
+        warm = _publish(settings, codec, topics.images, payloads, 2 * settings.max_batch, "warm")
         _collect(consumer, codec, warm)
         start = time.time()
-        sent = _publish(settings, codec, topic_in, payloads, n, "run")
+        sent = _publish(settings, codec, topics.images, payloads, n, "run")
         latencies = _collect(consumer, codec, sent)
         elapsed = time.time() - start
     consumer.close()
@@ -89,26 +88,20 @@ def _publish(
     settings: Settings, codec: AvroCodec, topic: str, payloads: list[bytes], n: int, prefix: str
 ) -> dict[str, float]:
     """Publish ``n`` events; their ids and produce times (epoch seconds)."""
-    producer = Producer(confluent_producer(settings))
     sent = {}
-    for i in range(n):
-        event_id = f"{prefix}-{i}"
-        sent[event_id] = time.time()
-        record = {"id": event_id, "image": payloads[i % len(payloads)], "produced_at": int(sent[event_id] * 1000)}
-        producer.produce(topic, key=event_id.encode(), value=codec.encode("ImageEvent", record))
-        producer.poll(0)
-    producer.flush(60)
+    with Producer(settings, flush_s=60) as producer:
+        for i in range(n):
+            event_id = f"{prefix}-{i}"
+            sent[event_id] = time.time()
+            record = {"id": event_id, "image": payloads[i % len(payloads)], "produced_at": int(sent[event_id] * 1000)}
+            producer.produce(topic, key=event_id.encode(), value=codec.encode("ImageEvent", record))
     return sent
 
 
 def _collect(consumer: Consumer, codec: AvroCodec, sent: dict[str, float]) -> list[float]:
     """End-to-end seconds (input produced -> output record timestamp) of every id in ``sent``."""
     latency: dict[str, float] = {}
-    deadline = time.monotonic() + 600
-    while len(latency) < len(sent) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
+    for msg in messages(consumer, timeout_s=600, until=lambda: len(latency) >= len(sent)):
         image_id = codec.decode(msg.value(), expect="FaceEmbeddings")["image_id"]
         if image_id in sent:
             latency[image_id] = msg.timestamp()[1] / 1000.0 - sent[image_id]

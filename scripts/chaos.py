@@ -40,13 +40,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
 
-from streams.cli.produce import image_event, produce_retrying  # noqa: E402
+from streams.cli.produce import image_event  # noqa: E402
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.kafka_config import confluent_consumer, confluent_producer  # noqa: E402
-from streams.topics import TopicNames, ensure_topics  # noqa: E402
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
 from tests.kafka_broker import kafka_broker  # noqa: E402
 from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
 from tests.topic_reader import Received, read_topic  # noqa: E402
@@ -79,9 +78,8 @@ def output_id(schema: str, record: dict) -> str:
 
 def produce_events(settings: Settings, n: int) -> dict[str, tuple[int, int]]:
     """Publish ``n`` events shaped like ``facestream produce`` makes them; (partition, offset) of each id."""
-    topic = settings.topic("images")
+    topic = TopicNames.from_settings(settings).images
     codec = AvroCodec(settings.schema_registry_url)
-    producer = Producer(confluent_producer(settings))
     payloads = {name: photo_bytes(name) for name in PORTRAITS}
     placed: dict[str, tuple[int, int]] = {}
     failed: list[str] = []
@@ -92,12 +90,12 @@ def produce_events(settings: Settings, n: int) -> dict[str, tuple[int, int]]:
         else:
             placed[msg.key().decode()] = (msg.partition(), msg.offset())
 
-    for i in range(n):
-        photo = PORTRAITS[i % len(PORTRAITS)]
-        event_id = f"{photo}-{i}"
-        record = image_event(event_id, payloads[photo], mimetypes.guess_type(photo)[0], photo)
-        produce_retrying(producer, topic, event_id.encode(), codec.encode("ImageEvent", record, topic=topic), delivered)
-    producer.flush(120)
+    with Producer(settings, flush_s=120, on_delivery=delivered) as producer:
+        for i in range(n):
+            photo = PORTRAITS[i % len(PORTRAITS)]
+            event_id = f"{photo}-{i}"
+            record = image_event(event_id, payloads[photo], mimetypes.guess_type(photo)[0], photo)
+            producer.produce(topic, key=event_id.encode(), value=codec.encode("ImageEvent", record, topic=topic))
     if failed or len(placed) != n:
         raise SystemExit(f"chaos: {len(placed)} of {n} events acknowledged; failures: {failed[:5]}")
     return placed
@@ -119,9 +117,7 @@ class Monitor:
     def poll(self, timeout_s: float) -> list[float]:
         """Take what arrived; the Kafka timestamps (epoch seconds) of the new records."""
         stamps = []
-        for msg in self.consumer.consume(500, timeout_s):
-            if msg.error():
-                continue
+        for msg in messages(self.consumer, timeout_s=timeout_s, poll_s=timeout_s):
             schema, record = self.codec.decode_named(msg.value())
             self.answered.add(output_id(schema, record))
             self.records[msg.topic()] += 1

@@ -25,8 +25,7 @@ from confluent_kafka import Consumer  # noqa: E402
 
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.kafka_config import confluent_consumer  # noqa: E402
-from streams.topics import end_offsets, ensure_topics  # noqa: E402
+from streams.kafka import TopicNames, confluent_consumer, end_offsets, ensure_topics, messages  # noqa: E402
 from tests.photos import PHOTOS, fetch  # noqa: E402
 
 KAFKA_LOCAL = str(REPO / "scripts" / "kafka-local")
@@ -57,13 +56,10 @@ def wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) ->
 def read_embeddings(settings: Settings, consumer: Consumer, wanted: set[str]) -> dict[str, dict]:
     codec = AvroCodec(settings.schema_registry_url)
     records: dict[str, dict] = {}
-    deadline = time.monotonic() + 120
     try:
-        while not wanted <= records.keys() and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                record = codec.decode(msg.value(), expect="FaceEmbeddings")
-                records[record["image_id"]] = record
+        for msg in messages(consumer, timeout_s=120, until=lambda: wanted <= records.keys(), poll_s=1.0):
+            record = codec.decode(msg.value(), expect="FaceEmbeddings")
+            records[record["image_id"]] = record
     finally:
         consumer.close()
     return records
@@ -82,7 +78,8 @@ def main() -> int:
     try:
         ensure_topics(settings)
         reader = Consumer(confluent_consumer(settings, group_id="facestream-demo-reader"))
-        reader.assign(end_offsets(reader, [settings.topic("embeddings")]))  # only what this run produces
+        embeddings = TopicNames.from_settings(settings).embeddings
+        reader.assign(end_offsets(reader, [embeddings]))  # only what this run produces
         port = free_port()
         log = open(REPO / ".cache" / "demo-worker.log", "w")
         env = {**os.environ, "FACESTREAM_BACKEND": "onnx", "FACESTREAM_WEB_PORT": str(port)}

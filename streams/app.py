@@ -16,9 +16,9 @@ from .agents.rerank import register_rerank_agents
 from .backoff import backoff_delays
 from .config import Settings
 from .context import WorkerContext
-from .kafka_commits import AnsweredOffsetsTransport
-from .kafka_config import faust_broker_url, faust_credentials
-from .lag import install_lag_monitor
+from .kafka.commits import AnsweredOffsetsTransport
+from .kafka.config import faust_broker_url, faust_credentials
+from .kafka.lag import install_lag_monitor
 from .readiness import Readiness
 from .web import install_web
 

@@ -1,8 +1,12 @@
-"""Every facestream setting in one place: its env var, its default, its meaning.
+"""Every facestream setting in one place: its env var, its default, its meaning, what it takes.
 
 Settings are read from ``FACESTREAM_*`` environment variables once, into an
-immutable :class:`Settings`. The README's configuration table is checked
-against this module by a test, so a setting cannot exist undocumented.
+immutable :class:`Settings`. Each setting declares what it takes (its type, a
+few allowed values, a smallest number) and a :class:`Settings` holding anything
+else cannot be made, from the environment or in code: a typo stops a command at
+start with one line naming the variable and what it takes, not at the first
+event. The README's configuration table is checked against this module by a
+test, so a setting cannot exist undocumented.
 """
 
 from __future__ import annotations
@@ -14,12 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import BadSetting
+
 PREFIX = "FACESTREAM_"
 MIB = 1024 * 1024
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}  # what each type reads as
 
 
-def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
-    return field(default=default, repr=not secret, metadata={"help": help, "secret": secret})
+def _setting(
+    default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = (), minimum: int = 0
+) -> Any:
+    """One setting. ``choices``: the values it takes (any case, stored as spelled here); numbers are at least ``minimum``."""
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"help": help, "secret": secret, "choices": choices, "minimum": minimum},
+    )
 
 
 @dataclass(frozen=True)
@@ -30,21 +44,30 @@ class Settings:
     kafka_bootstrap_servers: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
     app_id: str = _setting("facestream", "faust app id; also the consumer group of the workers.")
     topic_prefix: str = _setting("face.", "Prefix of every topic: <prefix>images, <prefix>embeddings, ...")
-    topic_partitions: int = _setting(4, "Partitions of the topics the app declares.")
-    topic_replication: int = _setting(1, "Replication factor of the topics the app declares.")
+    topic_partitions: int = _setting(4, "Partitions of the topics the app declares.", minimum=1)
+    topic_replication: int = _setting(1, "Replication factor of the topics the app declares.", minimum=1)
     max_message_bytes: int = _setting(
         16 * MIB,
         "One size limit for a Kafka record everywhere: topic max.message.bytes, "
         "producer max.request.size, consumer fetch limits. Image payloads get this minus an envelope.",
+        minimum=1,
     )
     processing_guarantee: str = _setting(
-        "at_least_once", "at_least_once or exactly_once (transactions, read_committed consumers)."
+        "at_least_once",
+        "Delivery guarantee; exactly_once means transactions and read_committed consumers.",
+        choices=("at_least_once", "exactly_once"),
     )
     schema_registry_url: str = _setting(
         "", "Confluent Schema Registry URL; empty means Avro single-object encoding without a registry."
     )
-    kafka_security_protocol: str = _setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
-    kafka_sasl_mechanism: str = _setting("SCRAM-SHA-512", "SASL mechanism when a SASL protocol is used.")
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "How clients reach the brokers.", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "SCRAM-SHA-512",
+        "SASL mechanism when a SASL protocol is used.",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),  # user and password: what streams.kafka_config passes on
+    )
     kafka_sasl_username: str = _setting("", "SASL user name.")
     kafka_sasl_password: str = _setting("", "SASL password (never logged).", secret=True)
     kafka_ssl_cafile: str = _setting("", "PEM file of the CA that signed the brokers' certificates.")
@@ -60,16 +83,20 @@ class Settings:
     )
 
     # --- batching --------------------------------------------------------
-    max_batch: int = _setting(16, "Most image events handed to the models at once.")
+    max_batch: int = _setting(16, "Most image events handed to the models at once.", minimum=1)
     max_wait_ms: int = _setting(50, "Longest wait for a batch to fill once it holds one event.")
-    decode_threads: int = _setting(4, "Threads decoding and validating images.")
+    decode_threads: int = _setting(4, "Threads decoding and validating images.", minimum=1)
     agent_concurrency: int = _setting(
-        2, "Batches in flight per worker: one runs the models while another waits for Kafka to acknowledge."
+        2,
+        "Batches in flight per worker: one runs the models while another waits for Kafka to acknowledge.",
+        minimum=1,
     )
 
     # --- bounds on what a record may ask for -------------------------------
     max_id_bytes: int = _setting(
-        1024, "Longest record key or id (image, gallery, subject, query, candidate) in UTF-8 bytes; longer is BAD_EVENT."
+        1024,
+        "Longest record key or id (image, gallery, subject, query, candidate) in UTF-8 bytes; longer is BAD_EVENT.",
+        minimum=1,
     )
     max_attributes_bytes: int = _setting(
         64 * 1024, "Largest total size of an ImageEvent's attributes (keys and values, UTF-8); larger is BAD_EVENT."
@@ -83,6 +110,7 @@ class Settings:
         10_000,
         "Most inline candidates one RerankQuery may carry (BAD_QUERY beyond); also the most items of any array or "
         "map a worker decodes (at least 4096), refused before decoding.",
+        minimum=1,
     )
     max_query_work: float = _setting(
         2e10, "Most multiply-adds one query may ask of the re-ranker (k-reciprocal costs rows^2 x dim); more is BAD_QUERY."
@@ -98,27 +126,34 @@ class Settings:
         "Directories (os.pathsep separated) claim-check file:// URIs may read from; empty turns claim-check reads off.",
     )
     max_pixels_in_flight: int = _setting(
-        80_000_000, "Most decoded pixels held by the embed agent at once; a batch of huge images waits instead."
+        80_000_000,
+        "Most decoded pixels held by the embed agent at once; a batch of huge images waits instead.",
+        minimum=1,
     )
-    max_image_pixels: int = _setting(40_000_000, "Largest width*height accepted, read from the header before decoding.")
-    min_image_side: int = _setting(16, "Smallest accepted width or height in pixels.")
-    canvas_size: int = _setting(640, "Side of the square letterbox canvas the detector sees.")
+    max_image_pixels: int = _setting(
+        40_000_000, "Largest width*height accepted, read from the header before decoding.", minimum=1
+    )
+    min_image_side: int = _setting(16, "Smallest accepted width or height in pixels.", minimum=1)
+    canvas_size: int = _setting(640, "Side of the square letterbox canvas the detector sees.", minimum=1)
 
     # --- faces -----------------------------------------------------------
     score_threshold: float = _setting(0.6, "Lowest detector score kept as a face.")
     nms_threshold: float = _setting(0.3, "IoU above which overlapping detections are merged.")
     min_face_size: int = _setting(20, "Smallest face (shorter box side, original pixels) kept.")
-    max_faces: int = _setting(32, "Most faces kept per image (highest scores first).")
+    max_faces: int = _setting(32, "Most faces kept per image (highest scores first).", minimum=1)
     emit_aligned: bool = _setting(False, "Attach each aligned 112x112 face as JPEG to the output record.")
 
     # --- inference -------------------------------------------------------
-    backend: str = _setting("onnx", "onnx (in-process ONNX Runtime) or triton.")
+    backend: str = _setting(
+        "onnx", "Inference backend: onnx runs ONNX Runtime in-process, triton asks a Triton server.",
+        choices=("onnx", "triton"),
+    )
     model_dir: str = _setting(".cache/models", "Where the pretrained upstream models and their licence texts are cached.")
     model_repository: str = _setting(
         "triton-infer-custom/model_repository",
         "Triton-layout model repository holding the generated serving variants; the onnx backend reads them here too.",
     )
-    detector_format: str = _setting("yunet", "Layout of the detector outputs: yunet or scrfd.")
+    detector_format: str = _setting("yunet", "Layout of the detector outputs.", choices=("yunet", "scrfd"))
     detector_model: str = _setting("face_detector", "Detector model name (Triton repository name).")
     embedder_model: str = _setting("face_embedder", "Embedder model name (Triton repository name).")
     onnx_threads: int = _setting(0, "Intra-op threads of ONNX Runtime; 0 lets it choose.")
@@ -148,8 +183,18 @@ class Settings:
         8.0, "After SIGTERM the worker exits within this long, whatever it is doing; only answered events are committed."
     )
     log_level: str = _setting("INFO", "Log level.")
-    log_format: str = _setting("plain", "plain or json.")
+    log_format: str = _setting("plain", "Format of the log lines.", choices=("plain", "json"))
     data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")
+
+    def __post_init__(self) -> None:
+        """Refuse a value a setting does not take, however these settings were made."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            reason = _refusal(f, value)
+            if reason:
+                raise BadSetting(f"{f.name}={value!r} {reason} ({env_name(f.name)})")
+            if f.metadata["choices"]:
+                object.__setattr__(self, f.name, _spelling(f, value))  # frozen, so set once here
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -159,9 +204,16 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = environ.get(env_name(f.name))
             if raw is not None:
-                values[f.name] = _parse(raw, type(f.default), f.name)
+                values[f.name] = _read(f, raw)
         values.update(overrides)
         return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``FACESTREAM_*`` variables that :meth:`from_env` reads back as these settings.
+
+        Secrets included: for the environment of a process run with these settings, never for a log.
+        """
+        return {env_name(f.name): _spelled(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -193,19 +245,58 @@ def env_name(field_name: str) -> str:
 
 
 def documented() -> list[tuple[str, Any, str]]:
-    """(env var, default, help) of every setting, in declaration order."""
-    return [(env_name(f.name), f.default, f.metadata["help"]) for f in dataclasses.fields(Settings)]
+    """(env var, default, help) of every setting, in declaration order; the help names the choices."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        choices = f.metadata["choices"]
+        help_text = f.metadata["help"] + (f" One of {', '.join(choices)}." if choices else "")
+        out.append((env_name(f.name), f.default, help_text))
+    return out
 
 
-def _parse(raw: str, kind: type, name: str) -> Any:
+def _refusal(f: dataclasses.Field, value: Any) -> str | None:
+    """Why setting ``f`` does not take ``value``; None when it does."""
+    kind = type(f.default)
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float else kind):
+        return f"is not {KINDS[kind]}"
+    if f.metadata["choices"] and _spelling(f, value) is None:
+        return f"is not one of {', '.join(f.metadata['choices'])}"
+    if kind in (int, float) and value < f.metadata["minimum"]:
+        return f"must be at least {f.metadata['minimum']}"
+    return None
+
+
+def _spelling(f: dataclasses.Field, value: str) -> str | None:
+    """The choice of setting ``f`` that ``value`` names, as declared (choices are matched ignoring case)."""
+    return next((choice for choice in f.metadata["choices"] if choice.lower() == value.lower()), None)
+
+
+def _read(f: dataclasses.Field, raw: str) -> Any:
+    """The value of setting ``f`` that its variable spells ``raw``; a refusal names the variable."""
+    kind = type(f.default)
     try:
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off", ""}:
-                return False
-            raise ValueError(raw)
-        return kind(raw)
+        value = _parse(raw, kind)
     except ValueError:
-        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None
+        raise BadSetting(f"{env_name(f.name)}={raw!r} is not {KINDS[kind]}") from None
+    reason = _refusal(f, value)
+    if reason:
+        raise BadSetting(f"{env_name(f.name)}={raw!r} {reason}")
+    return value
+
+
+def _parse(raw: str, kind: type) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(raw)
+    return kind(raw)
+
+
+def _spelled(value: Any) -> str:
+    """``value`` as a variable spells it, so that :func:`_parse` reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

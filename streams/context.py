@@ -15,9 +15,9 @@ from .bounds import MAX_EMBEDDING_DIM
 from .codecs import AvroCodec
 from .config import Settings
 from .inference import create_backend
+from .kafka import TopicNames
 from .pipeline import FacePipeline
 from .progress import Progress
-from .topics import TopicNames
 
 
 @dataclass

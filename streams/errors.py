@@ -70,3 +70,7 @@ class KafkaAuthenticationFailed(FacestreamError):
 
     The message names the user, protocol and mechanism, never the password.
     """
+
+
+class BadSetting(FacestreamError, ValueError):
+    """A setting holds a value it does not take: a configuration to fix, told in one line, never a traceback."""

@@ -146,7 +146,6 @@ def log_handler(log_format: str, stream: Any = None) -> logging.Handler:
 
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` for faust's ``Worker(logging_config=...)``, which replaces its own."""
-    log_handler(settings.log_format)  # refuse a bad format here, before the worker starts
     return {
         "version": 1,
         "disable_existing_loggers": False,

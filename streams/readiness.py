@@ -27,7 +27,7 @@ from faust.exceptions import ConsumerNotStarted
 from streams import metrics
 from streams.config import Settings
 from streams.inference.backend import InferenceBackend
-from streams.lag import LagMonitor
+from streams.kafka.lag import LagMonitor
 from streams.progress import Progress
 
 RERANK_MODULE = "streams._rerank"

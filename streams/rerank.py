@@ -1,42 +1,39 @@
 """Ranking embeddings: cosine top-k, k-reciprocal re-ranking, alpha query expansion.
 
-A thin layer over the compiled ``streams._rerank`` (C++17, see ``ext/``). It turns
-whatever array-like it is given into float32 C-contiguous matrices (without a copy
-when they already are), so the extension reads them in place with the GIL released,
-and it answers every bad argument with a ``ValueError`` that says what is wrong.
+A thin layer over the compiled ``streams._rerank`` (C++17, see ``ext/``), which
+checks every value it is given (shapes, NaN and inf, counts, ranges, threads) and
+raises ``ValueError`` saying what is wrong. What this layer adds is what only
+Python sees: array-likes become float32 C-contiguous matrices (without a copy when
+they already are), so the extension reads them in place with the GIL released, and
+an argument that is not a number at all is a ``ValueError`` here rather than a
+``TypeError`` from nanobind.
 
-Threads: ``threads=None`` means ``Settings.rerank_threads`` (``FACESTREAM_RERANK_THREADS``,
-read once per process); 0 means one per core.
+Threads: ``threads=0`` (the default) means one per core; the extension decides how
+many of them a step uses. A worker passes its ``Settings.rerank_threads``.
 """
 
 from __future__ import annotations
 
-import functools
 import numbers
 from typing import Any
 
 import numpy as np
 
 from streams import _rerank
-from streams.config import Settings
 
-__all__ = ["cosine_topk", "k_reciprocal", "query_expansion", "default_threads"]
+__all__ = ["cosine_topk", "k_reciprocal", "query_expansion"]
 
-
-@functools.cache
-def default_threads() -> int:
-    """The re-ranker's thread count from the settings, read once."""
-    return Settings.from_env().rerank_threads
+INT64 = np.iinfo(np.int64)
 
 
-def cosine_topk(queries: Any, gallery: Any, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cosine_topk(queries: Any, gallery: Any, k: int, *, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` gallery rows most similar to each query.
 
     Returns ``(indices int64 (Q, k), scores float32 (Q, k))`` by descending cosine
     similarity, ties broken by the lower gallery index; ``k > G`` means ``G``.
     """
     q, g = _matrix(queries, "queries"), _matrix(gallery, "gallery")
-    return _rerank.cosine_topk(q, g, _count(k, "k"), threads=_threads(threads))
+    return _rerank.cosine_topk(q, g, _integer(k, "k"), threads=_integer(threads, "threads"))
 
 
 def k_reciprocal(
@@ -46,7 +43,7 @@ def k_reciprocal(
     k2: int = 6,
     lambda_value: float = 0.3,
     *,
-    threads: int | None = None,
+    threads: int = 0,
 ) -> np.ndarray:
     """k-reciprocal re-ranked distances (Zhong et al., CVPR 2017), float32 (Q, G); smaller is closer.
 
@@ -60,7 +57,8 @@ def k_reciprocal(
     """
     q, g = _matrix(queries, "queries"), _matrix(gallery, "gallery")
     return _rerank.k_reciprocal(
-        q, g, _count(k1, "k1"), _count(k2, "k2"), _real(lambda_value, "lambda_value"), threads=_threads(threads)
+        q, g, _integer(k1, "k1"), _integer(k2, "k2"), _real(lambda_value, "lambda_value"),
+        threads=_integer(threads, "threads"),
     )
 
 
@@ -71,7 +69,7 @@ def query_expansion(
     alpha: float = 3.0,
     *,
     neighbours: int = 10,
-    threads: int | None = None,
+    threads: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Alpha query expansion (Radenovic et al., TPAMI 2018), then :func:`cosine_topk`.
 
@@ -81,29 +79,27 @@ def query_expansion(
     """
     q, g = _matrix(queries, "queries"), _matrix(gallery, "gallery")
     return _rerank.query_expansion(
-        q, g, _count(k, "k"), _real(alpha, "alpha"), _count(neighbours, "neighbours"), threads=_threads(threads)
+        q, g, _integer(k, "k"), _real(alpha, "alpha"), _integer(neighbours, "neighbours"),
+        threads=_integer(threads, "threads"),
     )
 
 
 def _matrix(value: Any, name: str) -> np.ndarray:
-    """A float32 C-contiguous view of ``value``, copied only when it is not one already."""
+    """A float32 C-contiguous view of ``value``, copied only when it is not one already (the extension checks its shape)."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} is not an array of numbers: {exc}") from None
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (rows x dimensions), got shape {array.shape}")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, which the extension rejects
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not 1 <= value <= np.iinfo(np.int64).max:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+def _integer(value: Any, name: str) -> int:
+    """``value`` as the 64-bit integer the extension takes (it checks the range that makes sense)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not INT64.min <= value <= INT64.max:
+        raise ValueError(f"{name} must be an integer (64-bit), got {value!r}")
     return int(value)
 
 
@@ -111,14 +107,3 @@ def _real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     return float(value)
-
-
-MAX_THREADS = 1024
-
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        threads = default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 0 <= threads <= MAX_THREADS:
-        raise ValueError(f"threads must be an integer in [0, {MAX_THREADS}] (0: one per core), got {threads!r}")
-    return int(threads)

@@ -19,7 +19,8 @@ import faust
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a worker whose graceful shutdown did not finish in time (EX_SOFTWARE).
+#: Exit status of a worker that had to stop at once: its graceful shutdown did not finish in time, or a
+#: batch could not be answered (EX_SOFTWARE).
 FORCED_EXIT_STATUS = 70
 
 

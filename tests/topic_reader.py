@@ -12,7 +12,7 @@ from confluent_kafka import Consumer
 
 from streams.codecs import AvroCodec
 from streams.config import Settings
-from streams.kafka_config import confluent_consumer
+from streams.kafka import confluent_consumer, messages
 
 
 @dataclass(frozen=True)
@@ -42,17 +42,16 @@ def read_topic(
     )
     consumer.subscribe([topic])
     records: list[Received] = []
-    deadline = time.monotonic() + timeout_s
     settle_until = None
+
+    def settled() -> bool:
+        nonlocal settle_until
+        if settle_until is None and until(records):
+            settle_until = time.monotonic() + settle_s
+        return settle_until is not None and time.monotonic() >= settle_until
+
     try:
-        while time.monotonic() < deadline:
-            if settle_until is None and until(records):
-                settle_until = time.monotonic() + settle_s
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
+        for msg in messages(consumer, timeout_s=timeout_s, until=settled):
             schema, record = codec.decode_named(msg.value())
             records.append(
                 Received(msg.topic(), msg.partition(), msg.offset(), msg.key(), dict(msg.headers() or []), schema, record)

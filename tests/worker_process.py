@@ -6,7 +6,6 @@ from a :class:`Settings`, exactly as an operator would run it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -17,17 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from streams.config import Settings, env_name
+from streams.config import Settings
 from tests.kafka_broker import REPO, free_port
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``FACESTREAM_*`` variables that reproduce ``settings`` in another process."""
-    env = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        env[env_name(f.name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return env
 
 
 class WorkerProcess:
@@ -44,7 +34,7 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1", **self.extra_env}
+        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **self.extra_env}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT

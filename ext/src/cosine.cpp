@@ -18,7 +18,6 @@ namespace {
 
 constexpr std::size_t kQueryTile = 64;         // queries per dot_f32 call
 constexpr std::size_t kTileBytes = 96 * 1024;  // gallery bytes per task: well inside L2
-constexpr std::size_t kWorkPerThread = 1 << 20;  // multiply-adds below which another thread costs more than it saves
 
 std::size_t gallery_tile_rows(std::size_t d) {
     return std::clamp<std::size_t>(kTileBytes / (sizeof(float) * d), 12, 1024);
@@ -61,8 +60,7 @@ std::size_t cosine_topk(const MatrixView& queries, const MatrixView& gallery, st
     const std::size_t tile = gallery_tile_rows(d);
     const std::size_t tiles = (gallery.rows + tile - 1) / tile;
     const std::size_t tasks = (nq + kQueryTile - 1) / kQueryTile * tiles;
-    const std::size_t work = nq * gallery.rows * d;
-    const unsigned nthreads = resolve_threads(threads, std::min(tasks, std::max<std::size_t>(1, work / kWorkPerThread)));
+    const unsigned nthreads = resolve_threads(threads, tasks, nq * gallery.rows * d);
 
     std::vector<Worker> workers(nthreads);
     for (auto& w : workers) {

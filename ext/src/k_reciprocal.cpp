@@ -97,10 +97,6 @@ public:
     }
 
 private:
-    unsigned threads_for(std::size_t tasks, std::size_t work) const {
-        return resolve_threads(threads_, std::min(tasks, std::max<std::size_t>(1, work >> 20)));
-    }
-
     // Exact squared distance between points i and j, from the double copies.
     double exact_sqdist(std::size_t i, std::size_t j) const {
         if (i == j) return 0.0;
@@ -140,7 +136,7 @@ private:
 
         const std::size_t exact_tasks = (exact_rows + kRowsPerTask - 1) / kRowsPerTask;
         const std::size_t tasks = exact_tasks + (n_ - exact_rows + kRowsPerTask - 1) / kRowsPerTask;
-        const unsigned nthreads = threads_for(tasks, n_ * n_ * d_);
+        const unsigned nthreads = resolve_threads(threads_, tasks, n_ * n_ * d_);
         struct Scratch {
             std::vector<double> rows64, chunk_min64;
             std::vector<float> rows32, chunk_min32;
@@ -249,7 +245,7 @@ private:
             std::vector<std::int32_t> rank;  // per point: where the current point stands among its first k1_
             std::vector<std::int32_t> set;
         };
-        std::vector<Scratch> scratch(threads_for(tasks, n_ * k1_ * 8));
+        std::vector<Scratch> scratch(resolve_threads(threads_, tasks, n_ * k1_ * 8));
         parallel_for(tasks, static_cast<unsigned>(scratch.size()), [&](std::size_t task, unsigned worker) {
             auto& [rank, set] = scratch[worker];
             rank.resize(n_, static_cast<std::int32_t>(k1_));
@@ -268,7 +264,7 @@ private:
     void encode() {
         v_.assign(n_, SparseRow{});
         const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
-        const unsigned nthreads = threads_for(tasks, n_ * k1_ * k1_ * half_);
+        const unsigned nthreads = resolve_threads(threads_, tasks, n_ * k1_ * k1_ * half_);
         constexpr char kInBase = 1, kInExpansion = 2;
         struct Scratch {
             std::vector<std::int32_t> base, expansion;
@@ -326,7 +322,7 @@ private:
     void expand_queries() {
         std::vector<SparseRow> mean(n_);
         const std::size_t tasks = (n_ + kRowsPerTask - 1) / kRowsPerTask;
-        const unsigned nthreads = threads_for(tasks, n_ * qe_ * k1_ * 4);
+        const unsigned nthreads = resolve_threads(threads_, tasks, n_ * qe_ * k1_ * 4);
         std::vector<std::vector<double>> dense(nthreads, std::vector<double>(n_, 0.0));
         std::vector<std::vector<char>> seen(nthreads, std::vector<char>(n_, 0));
         parallel_for(tasks, nthreads, [&](std::size_t task, unsigned worker) {
@@ -376,7 +372,7 @@ private:
                 vals[at] = v_[r].vals[e];
             }
 
-        const unsigned nthreads = threads_for(nq_, nq_ * ng * 8);
+        const unsigned nthreads = resolve_threads(threads_, nq_, nq_ * ng * 8);
         std::vector<std::vector<double>> overlap(nthreads, std::vector<double>(ng));
         parallel_for(nq_, nthreads, [&](std::size_t i, unsigned worker) {
             std::vector<double>& t = overlap[worker];

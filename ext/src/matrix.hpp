@@ -2,15 +2,11 @@
 #pragma once
 
 #include <cstddef>
-#include <stdexcept>
 #include <string>
 
-namespace rerank {
+#include "invalid_input.hpp"
 
-// Bad arguments: the bindings turn it into Python's ValueError.
-struct InvalidInput : std::invalid_argument {
-    using std::invalid_argument::invalid_argument;
-};
+namespace rerank {
 
 struct MatrixView {
     const float* data;

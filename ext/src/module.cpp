@@ -2,8 +2,9 @@
 //
 // Arrays arrive as nb::ndarray views: float32 C-contiguous input is used in place,
 // anything else nanobind can convert is copied once. Results are allocated before
-// the GIL is released and handed to numpy without a copy. Errors in the arguments
-// raise ValueError; no input reaches the kernels unchecked.
+// the GIL is released and handed to numpy without a copy. The core checks every
+// argument and throws rerank::InvalidInput, which nanobind raises as ValueError; this
+// file only makes views and sizes of what Python passes.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
@@ -48,10 +49,8 @@ std::pair<Output<T>, T*> new_output(std::size_t rows, std::size_t cols) {
     return {Output<T>(data, {rows, cols}, owner), data};
 }
 
-std::size_t count(long long value, const char* what) {
-    if (value < 1) throw rerank::InvalidInput(std::string(what) + " must be at least 1, got " + std::to_string(value));
-    return static_cast<std::size_t>(value);
-}
+// Python's ints are signed, the core's counts are not: a negative count is 0, which the core refuses.
+std::size_t count(long long value) { return value < 0 ? 0 : static_cast<std::size_t>(value); }
 
 const rerank::Kernels& pick(const std::string& isa) {
     if (isa.empty()) return rerank::kernels();
@@ -63,8 +62,7 @@ const rerank::Kernels& pick(const std::string& isa) {
 std::pair<Output<std::int64_t>, Output<float>> cosine_topk(const Input& queries, const Input& gallery, long long k,
                                                              long threads, const std::string& isa) {
     const auto q = view(queries, "queries"), g = view(gallery, "gallery");
-    rerank::check_pair(q, g);
-    const std::size_t kk = std::min(count(k, "k"), g.rows);
+    const std::size_t kk = std::min(count(k), g.rows);
     const auto& kern = pick(isa);
     auto [indices, idx] = new_output<std::int64_t>(q.rows, kk);
     auto [scores, sc] = new_output<float>(q.rows, kk);
@@ -79,9 +77,8 @@ std::pair<Output<std::int64_t>, Output<float>> query_expansion(const Input& quer
                                                                  long long k, double alpha, long long neighbours,
                                                                  long threads, const std::string& isa) {
     const auto q = view(queries, "queries"), g = view(gallery, "gallery");
-    rerank::check_pair(q, g);
-    const std::size_t kk = std::min(count(k, "k"), g.rows);
-    const std::size_t nn = count(neighbours, "neighbours");
+    const std::size_t kk = std::min(count(k), g.rows);
+    const std::size_t nn = count(neighbours);
     const auto& kern = pick(isa);
     auto [indices, idx] = new_output<std::int64_t>(q.rows, kk);
     auto [scores, sc] = new_output<float>(q.rows, kk);
@@ -95,8 +92,7 @@ std::pair<Output<std::int64_t>, Output<float>> query_expansion(const Input& quer
 Output<float> k_reciprocal(const Input& queries, const Input& gallery, long long k1, long long k2,
                            double lambda_value, long threads, const std::string& isa) {
     const auto q = view(queries, "queries"), g = view(gallery, "gallery");
-    rerank::check_pair(q, g);
-    const std::size_t kk1 = count(k1, "k1"), kk2 = count(k2, "k2");
+    const std::size_t kk1 = count(k1), kk2 = count(k2);
     const auto& kern = pick(isa);
     auto [dist, out] = new_output<float>(q.rows, g.rows);
     {
@@ -117,13 +113,6 @@ std::vector<std::string> available_kernels() {
 
 NB_MODULE(_rerank, m) {
     m.doc() = "C++ re-ranker: cosine top-k, k-reciprocal re-ranking, alpha query expansion.";
-    nb::register_exception_translator([](const std::exception_ptr& p, void*) {
-        try {
-            std::rethrow_exception(p);
-        } catch (const rerank::InvalidInput& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
-        }
-    });
     m.def("cosine_topk", &cosine_topk, "queries"_a, "gallery"_a, "k"_a, "threads"_a = 0, "isa"_a = "",
           "(indices int64 (Q, k), scores float32 (Q, k)): descending cosine similarity, ties by lower index.");
     m.def("query_expansion", &query_expansion, "queries"_a, "gallery"_a, "k"_a, "alpha"_a, "neighbours"_a,

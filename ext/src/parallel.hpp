@@ -10,18 +10,25 @@
 #include <cstddef>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "invalid_input.hpp"
+
 namespace rerank {
 
 constexpr std::size_t kMaxThreads = 1024;
+constexpr std::size_t kWorkPerThread = 1 << 20;  // multiply-adds below which another thread costs more than it saves
 
-// 0 (or less) means one thread per core; never more threads than tasks.
-inline unsigned resolve_threads(long requested, std::size_t tasks) {
+// The one rule for the threads of a step: `requested` of them (0: one per core; negative is refused),
+// but never more than kMaxThreads, than tasks, or than one per kWorkPerThread of work.
+inline unsigned resolve_threads(long requested, std::size_t tasks, std::size_t work) {
+    if (requested < 0)
+        throw InvalidInput("threads must be at least 0 (0: one per core), got " + std::to_string(requested));
     std::size_t n = requested > 0 ? static_cast<std::size_t>(requested) : std::thread::hardware_concurrency();
-    n = std::max<std::size_t>(1, std::min({n, tasks, kMaxThreads}));
+    n = std::max<std::size_t>(1, std::min({n, tasks, work / kWorkPerThread, kMaxThreads}));
     return static_cast<unsigned>(n);
 }
 

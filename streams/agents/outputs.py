@@ -41,13 +41,12 @@ from ..bounds import fits
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError
 from ..logs import trace_headers, traceparent_from_headers
+from ..shutdown import FORCED_EXIT_STATUS
 from .dead_letter import dead_letter
 from .output import Output
 
 log = logging.getLogger(__name__)
 
-#: Exit status of a worker that stopped because its batch machinery failed (sysexits EX_SOFTWARE).
-EXIT_UNANSWERED = 70
 #: References an event holds while its batch runs: the stream's own and the batch's hold.
 HELD_REFERENCES = 2
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
@@ -153,4 +152,4 @@ def stop_unanswered(exc: BaseException) -> None:
                  type(exc).__name__, exc, exc_info=exc)
     for handler in logging.getLogger().handlers:
         handler.flush()
-    os._exit(EXIT_UNANSWERED)
+    os._exit(FORCED_EXIT_STATUS)

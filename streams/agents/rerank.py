@@ -27,8 +27,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -36,11 +35,12 @@ import faust
 import numpy as np
 from faust.types import EventT
 
-from .. import metrics, rerank
+from .. import metrics
 from ..bounds import MAX_EMBEDDING_DIM, check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DimensionMismatch, Galleries
+from ..ranking import METHODS
 from ..vectors import unit_rows, unit_vector
 from .dead_letter import now_ms
 from .gallery_sizes import GallerySizes
@@ -50,11 +50,8 @@ from .outputs import Outputs
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "gallery"
-# About 0.1 ms of kernel time on one core: below it a hop to a thread and back costs more than the work.
-INLINE_MAX_WORK = 1 << 20
 # A record this large takes milliseconds to parse: done in a thread so the event loop keeps serving.
 INLINE_MAX_PARSE_BYTES = 64 * 1024
-Ranking = tuple[np.ndarray, np.ndarray]  # (row indices, scores), best first, one query
 
 
 def table_key(gallery_id: str, subject_id: str) -> bytes:
@@ -71,61 +68,6 @@ def check_embedding(values: Sequence[float], what: str) -> None:
     """``BAD_EVENT`` for an embedding longer than any model's, before it is stored or compared."""
     if len(values) > MAX_EMBEDDING_DIM:
         raise RecordError(ErrorCode.BAD_EVENT, f"{what} has {len(values)} values, over the limit of {MAX_EMBEDDING_DIM}")
-
-
-# --- ranking methods -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Method:
-    """One ranking method: the parameters a query may set (name -> int or float), how it ranks, what it costs."""
-
-    params: Mapping[str, type]
-    rank: Callable[[np.ndarray, np.ndarray, int, dict[str, Any]], Ranking]
-    work: Callable[[int, int], int]  # (gallery rows, dimension) -> multiply-adds, roughly
-
-    async def run(self, query: np.ndarray, gallery: np.ndarray, k: int, arguments: dict[str, Any]) -> Ranking:
-        """Rank; small work inline, since handing it to a thread would cost more than the work itself."""
-        if self.work(*gallery.shape) <= INLINE_MAX_WORK:
-            return self.rank(query, gallery, k, arguments)
-        return await asyncio.get_running_loop().run_in_executor(None, self.rank, query, gallery, k, arguments)
-
-    def arguments(self, given: Mapping[str, float]) -> dict[str, Any]:
-        """The query's params as keyword arguments; unknown names and non-integral counts are bad queries."""
-        unknown = sorted(set(given) - set(self.params))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; this method takes {sorted(self.params)}")
-        arguments: dict[str, Any] = {}
-        for name, value in given.items():
-            if self.params[name] is int and not float(value).is_integer():
-                raise ValueError(f"parameter {name} must be an integer, got {value}")
-            arguments[name] = self.params[name](value)
-        return arguments
-
-
-def _cosine(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
-    indices, scores = rerank.cosine_topk(query[None, :], gallery, k, **params)
-    return indices[0], scores[0]
-
-
-def _query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
-    indices, scores = rerank.query_expansion(query[None, :], gallery, k, **params)
-    return indices[0], scores[0]
-
-
-def _k_reciprocal(query: np.ndarray, gallery: np.ndarray, k: int, params: dict[str, Any]) -> Ranking:
-    distances = rerank.k_reciprocal(query[None, :], gallery, **params)[0]
-    order = np.argsort(distances, kind="stable")[:k]  # ties keep the lower row first, as cosine_topk does
-    return order, 1.0 - distances[order]
-
-
-METHODS: dict[str, Method] = {
-    "cosine": Method({}, _cosine, lambda rows, dim: rows * dim),
-    "k_reciprocal": Method(
-        {"k1": int, "k2": int, "lambda_value": float}, _k_reciprocal, lambda rows, dim: rows * rows * dim
-    ),
-    "query_expansion": Method({"alpha": float, "neighbours": int}, _query_expansion, lambda rows, dim: 2 * rows * dim),
-}
 
 
 # --- the two agents' work --------------------------------------------------
@@ -266,7 +208,7 @@ class QueryRanker:
             computed = time.perf_counter()
             k = min(record["top_k"], len(ids))
             try:
-                rows, scores = await method.run(query, matrix, k, arguments)
+                rows, scores = await method.run(query, matrix, k, arguments, settings.rerank_threads)
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_QUERY, f"{record['method']}: {exc}") from None
             done = time.perf_counter()

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import KafkaAuthenticationFailed
+from ..errors import BadSetting, KafkaAuthenticationFailed
 
 COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except KafkaAuthenticationFailed as exc:  # not a bug to debug: one line, no stack trace
+    except (BadSetting, KafkaAuthenticationFailed) as exc:  # not a bug to debug: one line, no stack trace
         print(f"facestream {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -6,12 +6,11 @@ import argparse
 import base64
 import datetime as dt
 import json
-import time
 import uuid
 from typing import Any
 
 from ..config import Settings
-from ..kafka_preflight import verify_kafka_credentials
+from ..kafka import TopicNames, confluent_consumer, messages, verify_kafka_credentials
 
 SHORT_EMBEDDING = 4
 
@@ -47,7 +46,7 @@ def _field(name: str, value: Any, full: bool) -> Any:
 
 
 def resolve_topic(settings: Settings, name: str) -> str:
-    known = {settings.topic(n) for n in ("images", "embeddings", "dlq", "gallery", "queries", "rerank-results")}
+    known = set(TopicNames.from_settings(settings).all())
     return name if name in known or settings.topic(name) not in known else settings.topic(name)
 
 
@@ -56,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..codecs import AvroCodec
     from ..errors import RecordError
-    from ..kafka_config import confluent_consumer
 
     settings = Settings.from_env()
     verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
@@ -71,16 +69,13 @@ def run(args: argparse.Namespace) -> int:
     )
     consumer.subscribe([topic])
     count = 0
-    last = time.monotonic()
     try:
-        while (not args.max or count < args.max) and time.monotonic() - last < args.timeout:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                print(json.dumps({"error": str(msg.error())}))
-                continue
-            last = time.monotonic()
+        for msg in messages(
+            consumer,
+            idle_s=args.timeout,
+            until=lambda: bool(args.max) and count >= args.max,
+            on_error=lambda error: print(json.dumps({"error": str(error)})),
+        ):
             count += 1
             try:
                 name, record = codec.decode_named(msg.value())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..kafka_preflight import verify_kafka_credentials
+from ..kafka import Producer, TopicNames, verify_kafka_credentials
 
 
 # Java clients and faust (aiokafka) place keys with murmur2; confluent-kafka defaults to CRC32.
@@ -50,24 +50,19 @@ def embed_photos(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confluent_kafka import Producer
-
     from ..codecs import AvroCodec
-    from ..kafka_config import confluent_producer
 
     settings = Settings.from_env()
     verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
-    topic = settings.topic("gallery")
+    topic = TopicNames.from_settings(settings).gallery
     codec = AvroCodec(settings.schema_registry_url)
-    producer = Producer(confluent_producer(settings))
-    failed: list[str] = []
 
-    def delivered(err, msg) -> None:
+    def delivered(err, _msg) -> None:
         if err:
-            failed.append(str(err))
             print(f"facestream enroll: delivery failed: {err}", file=sys.stderr)
 
     reports = []
+    producer = Producer(settings, flush_s=30, on_delivery=delivered)
     for result in embed_photos([str(p) for p in args.paths]):
         path = Path(result["image"])
         subject = path.stem if args.subject_from == "stem" else path.name
@@ -85,12 +80,11 @@ def run(args: argparse.Namespace) -> int:
             "produced_at": int(time.time() * 1000),
         }
         value = codec.encode("GalleryEntry", record, topic=topic)
-        producer.produce(topic, key=args.gallery.encode(), value=value, on_delivery=delivered)
-        producer.poll(0)
+        producer.produce(topic, key=args.gallery.encode(), value=value)
         faces = len(result["faces"])
         reports.append({"image": str(path), "subject": subject, "enrolled": True, "faces": faces, "score": face["score"]})
-    unsent = producer.flush(30)
+    producer.flush()
     for report in reports:
         print(json.dumps({"gallery": args.gallery, **report}), flush=True)
     all_enrolled = all(r["enrolled"] for r in reports)
-    return 0 if all_enrolled and not failed and unsent == 0 else 1
+    return 0 if all_enrolled and not producer.failed and producer.unsent == 0 else 1

@@ -10,12 +10,12 @@ import argparse
 import mimetypes
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..kafka_preflight import verify_kafka_credentials
+from ..kafka import Producer, TopicNames, verify_kafka_credentials
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,17 +39,6 @@ def image_event(event_id: str, data: bytes, content_type: str | None, filename: 
     }
 
 
-def produce_retrying(producer: Any, topic: str, key: bytes, value: bytes, on_delivery: Callable) -> None:
-    """Queue one record on a confluent producer, letting deliveries drain while its local queue is full."""
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-            break
-        except BufferError:
-            producer.poll(0.1)
-    producer.poll(0)
-
-
 def files_under(paths: list[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
@@ -63,46 +52,43 @@ def event_ids(path: Path, repeat: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from confluent_kafka import Producer
     from tqdm import tqdm
 
     from ..codecs import AvroCodec
-    from ..kafka_config import confluent_producer
 
     if args.repeat < 1:
         print("facestream produce: --repeat must be at least 1", file=sys.stderr)
         return 2
     settings = Settings.from_env()
     verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
-    topic = args.topic or settings.topic("images")
+    topic = args.topic or TopicNames.from_settings(settings).images
     files = list(files_under(args.paths))
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         print(f"facestream produce: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     codec = AvroCodec(settings.schema_registry_url)
-    producer = Producer(confluent_producer(settings))
-    outcome = {"acked": 0, "failed": 0}
 
     def delivered(err, _msg) -> None:
-        outcome["failed" if err else "acked"] += 1
         if err:
             print(f"facestream produce: delivery failed: {err}", file=sys.stderr)
 
     total = len(files) * args.repeat
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     next_at = time.monotonic()
-    with tqdm(total=total, unit="img", disable=args.no_progress or not sys.stderr.isatty()) as bar:
+    with (
+        tqdm(total=total, unit="img", disable=args.no_progress or not sys.stderr.isatty()) as bar,
+        Producer(settings, flush_s=60, on_delivery=delivered) as producer,
+    ):
         for path in files:
             data = path.read_bytes()
             content_type = mimetypes.guess_type(path.name)[0]
             for event_id in event_ids(path, args.repeat):
                 value = codec.encode("ImageEvent", image_event(event_id, data, content_type, path.name), topic=topic)
-                produce_retrying(producer, topic, event_id.encode(), value, delivered)
+                producer.produce(topic, key=event_id.encode(), value=value)
                 bar.update(1)
                 if interval:
                     next_at += interval
                     time.sleep(max(0.0, next_at - time.monotonic()))
-        producer.flush(60)
-    print(f"produced {total} events to {topic}: {outcome['acked']} acknowledged, {outcome['failed']} failed")
-    return 0 if outcome["failed"] == 0 and outcome["acked"] == total else 1
+    print(f"produced {total} events to {topic}: {producer.acked} acknowledged, {producer.failed} failed")
+    return 0 if producer.failed == 0 and producer.acked == total else 1

@@ -16,10 +16,11 @@ import uuid
 from typing import Any
 
 from ..config import Settings
-from ..kafka_preflight import verify_kafka_credentials
+from ..kafka import Producer, TopicNames, confluent_consumer, end_offsets, messages, verify_kafka_credentials
+from ..ranking import METHODS as RANKING_METHODS
 from .enroll import embed_photos, largest_face
 
-METHODS = ("cosine", "k_reciprocal", "query_expansion")
+METHODS = tuple(RANKING_METHODS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,30 +86,24 @@ def dead_query_id(codec: Any, dead_letter: dict[str, Any]) -> str:
 
 def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
     """Publish ``query``, then print its result (exit 0) or its dead letter or a timeout (exit 1)."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer
 
     from ..codecs import AvroCodec
     from ..errors import RecordError
-    from ..kafka_config import confluent_consumer, confluent_producer
-    from ..topics import end_offsets
     from .consume import printable
 
     codec = AvroCodec(settings.schema_registry_url)
-    results, dlq, queries = settings.topic("rerank-results"), settings.topic("dlq"), settings.topic("queries")
+    topics = TopicNames.from_settings(settings)
     consumer = Consumer(confluent_consumer(settings, group_id=f"facestream-query-{query['query_id'][:8]}"))
     try:
         # Start at today's ends, fixed before the query is sent: the answer cannot slip in before we listen.
-        consumer.assign(end_offsets(consumer, [results, dlq]))
-        producer = Producer(confluent_producer(settings))
-        value = codec.encode("RerankQuery", query, topic=queries)
-        producer.produce(queries, key=query["gallery_id"].encode(), value=value)
-        if producer.flush(10):
+        consumer.assign(end_offsets(consumer, [topics.rerank_results, topics.dlq]))
+        with Producer(settings, flush_s=10) as producer:
+            value = codec.encode("RerankQuery", query, topic=topics.queries)
+            producer.produce(topics.queries, key=query["gallery_id"].encode(), value=value)
+        if producer.unsent:
             return fail({"code": "NOT_SENT", "message": "the query was not acknowledged by Kafka within 10 s"})
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
+        for msg in messages(consumer, timeout_s=timeout_s, poll_s=0.2):
             try:
                 name, record = codec.decode_named(msg.value())
                 if name == "RerankResult" and record["query_id"] == query["query_id"]:

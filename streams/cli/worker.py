@@ -15,10 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..app import create_app
-    from ..kafka_preflight import verify_kafka_credentials
+    from ..kafka import ensure_topics, verify_kafka_credentials
     from ..logs import logging_config
     from ..shutdown import Worker
-    from ..topics import ensure_topics
 
     settings = Settings.from_env()
     verify_kafka_credentials(settings)  # wrong credentials: one clear error, before faust's retries and tracebacks

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from streams.errors import ErrorCode
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, ensure_topics
 from tests.bad_inputs import bad_files
 from tests.kafka_broker import REPO
 from tests.photos import NO_FACE, PORTRAITS
 from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess, settings_env
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 def produce(settings, paths, *extra: str) -> str:
     """Publish files with the real CLI; returns what it printed."""
-    env = {**os.environ, **settings_env(settings)}
+    env = {**os.environ, **settings.to_env()}
     done = subprocess.run(
         [sys.executable, "-m", "streams", "produce", "--no-progress", *extra, *map(str, paths)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
@@ -94,7 +94,7 @@ def produce_with_trace(settings, path, event_id: str) -> None:
     from confluent_kafka import Producer
 
     from streams.codecs import AvroCodec
-    from streams.kafka_config import confluent_producer
+    from streams.kafka import confluent_producer
 
     value = AvroCodec().encode(
         "ImageEvent",
@@ -108,7 +108,7 @@ def produce_with_trace(settings, path, event_id: str) -> None:
 def test_undecodable_event_goes_to_the_dlq_with_its_bytes(stream_settings, tmp_path):
     from confluent_kafka import Producer
 
-    from streams.kafka_config import confluent_producer
+    from streams.kafka import confluent_producer
 
     ensure_topics(stream_settings)
     producer = Producer(confluent_producer(stream_settings))
@@ -136,7 +136,7 @@ def test_sigkill_mid_stream_loses_nothing(stream_settings, photo_paths, tmp_path
         producer = subprocess.Popen(
             [sys.executable, "-m", "streams", "produce", "--no-progress", "--repeat", str(repeat), "--rate", "40",
              *map(str, sources)],
-            cwd=REPO, env={**os.environ, **settings_env(settings)},
+            cwd=REPO, env={**os.environ, **settings.to_env()},
         )
         # Kill once a good part of the stream is out and more is on its way.
         read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 60, timeout_s=120)

@@ -9,8 +9,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams.codecs import AvroCodec
-from streams.kafka_config import confluent_consumer, confluent_producer
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, confluent_consumer, confluent_producer, ensure_topics, messages
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +39,7 @@ def test_image_events_roundtrip_through_the_broker(stream_settings, photo_bytes)
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     received = {}
-    deadline = time.monotonic() + 120
-    while len(received) < len(payloads) and time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is None or msg.error():
-            continue
+    for msg in messages(consumer, timeout_s=120, until=lambda: len(received) >= len(payloads), poll_s=1.0):
         event = codec.decode(msg.value(), expect="ImageEvent")
         assert msg.key().decode() == event["id"]
         received[event["id"]] = event["image"]

@@ -34,13 +34,12 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.kafka_config import confluent_consumer
-from streams.lag import partition_lag
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, confluent_consumer, ensure_topics
+from streams.kafka.lag import partition_lag
 from tests.kafka_broker import REPO, free_port, local_broker
 from tests.photos import NO_FACE, PORTRAITS
 from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess, settings_env
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def facestream(settings, *args: str) -> subprocess.CompletedProcess:
     """The real CLI with ``settings`` as its environment."""
     done = subprocess.run(
         [sys.executable, "-m", "streams", *args],
-        cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO, env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=180, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done

@@ -19,8 +19,7 @@ from confluent_kafka import Producer
 
 from streams.codecs import AvroCodec
 from streams.errors import ErrorCode
-from streams.kafka_config import confluent_producer
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, confluent_producer, ensure_topics
 from tests.integration.test_rerank_stream import wait_for_gallery
 from tests.kafka_broker import free_port
 from tests.topic_reader import read_topic

@@ -14,15 +14,14 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.codecs import AvroCodec
-from streams.kafka_config import confluent_producer
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, confluent_producer, ensure_topics
+from streams.ranking import METHODS
 from tests.kafka_broker import REPO
 from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess, settings_env
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-METHODS = ("cosine", "k_reciprocal", "query_expansion")
 SUBJECTS = {"obama": "obama.jpg", "biden": "biden.jpg", "astronaut": "astronaut.png"}
 
 
@@ -30,7 +29,7 @@ def facestream(settings, *args: str) -> subprocess.CompletedProcess:
     """Run the real CLI with ``settings`` as its environment."""
     return subprocess.run(
         [sys.executable, "-m", "streams", *args],
-        cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=120,
     )
 
 

@@ -22,13 +22,12 @@ from confluent_kafka import Producer
 
 from streams.config import Settings
 from streams.errors import KafkaAuthenticationFailed
-from streams.kafka_config import confluent_producer
-from streams.kafka_preflight import HANDSHAKE_ATTEMPTS, verify_kafka_credentials
-from streams.topics import TopicNames, ensure_topics
+from streams.kafka import TopicNames, confluent_producer, ensure_topics, verify_kafka_credentials
+from streams.kafka.preflight import HANDSHAKE_ATTEMPTS
 from tests.kafka_broker import REPO, local_broker
 from tests.photos import PORTRAITS
 from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess, settings_env
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +113,7 @@ def run_worker_until_exit(settings: Settings) -> tuple[subprocess.CompletedProce
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "streams", "worker"],
-        cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO, env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=60, check=False,
     )
     return done, time.monotonic() - started
 
@@ -138,7 +137,7 @@ def test_worker_and_clients_work_with_the_right_credentials(secure_broker, photo
     with WorkerProcess(settings, tmp_path / "worker.log"):  # faust (aiokafka) consumer + producer
         produced = subprocess.run(
             [sys.executable, "-m", "streams", "produce", "--no-progress", *(str(photo_paths[n]) for n in names)],
-            cwd=REPO, env={**os.environ, **settings_env(settings)}, capture_output=True, text=True, timeout=120,
+            cwd=REPO, env={**os.environ, **settings.to_env()}, capture_output=True, text=True, timeout=120,
             check=False,
         )  # confluent-kafka Producer
         assert produced.returncode == 0, produced.stderr

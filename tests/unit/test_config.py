@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.config import Settings, documented
+from streams.errors import BadSetting
 
 
 def test_defaults_without_environment():
@@ -49,3 +50,87 @@ def test_secrets_are_redacted():
 def test_every_setting_is_documented():
     for env, _default, help_text in documented():
         assert env.startswith("FACESTREAM_") and help_text.endswith(".")
+
+
+# --- what each setting takes --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FACESTREAM_PROCESSING_GUARANTEE": "exactly-once"},
+            "FACESTREAM_PROCESSING_GUARANTEE='exactly-once' is not one of at_least_once, exactly_once",
+        ),
+        ({"FACESTREAM_BACKEND": "tensorrt"}, "FACESTREAM_BACKEND='tensorrt' is not one of onnx, triton"),
+        ({"FACESTREAM_LOG_FORMAT": "xml"}, "FACESTREAM_LOG_FORMAT='xml' is not one of plain, json"),
+        ({"FACESTREAM_DETECTOR_FORMAT": "retina"}, "FACESTREAM_DETECTOR_FORMAT='retina' is not one of yunet, scrfd"),
+        (
+            {"FACESTREAM_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "FACESTREAM_KAFKA_SECURITY_PROTOCOL='TLS' is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        ),
+        (
+            {"FACESTREAM_KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "FACESTREAM_KAFKA_SASL_MECHANISM='GSSAPI' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+        ),
+        ({"FACESTREAM_MAX_BATCH": "0"}, "FACESTREAM_MAX_BATCH='0' must be at least 1"),
+        ({"FACESTREAM_RERANK_THREADS": "-2"}, "FACESTREAM_RERANK_THREADS='-2' must be at least 0"),
+        ({"FACESTREAM_SHUTDOWN_GRACE_S": "-1.5"}, "FACESTREAM_SHUTDOWN_GRACE_S='-1.5' must be at least 0"),
+        ({"FACESTREAM_MAX_FACES": "many"}, "FACESTREAM_MAX_FACES='many' is not an integer"),
+    ],
+)
+def test_a_value_a_setting_does_not_take_is_one_line_naming_the_variable(env, message):
+    with pytest.raises(BadSetting) as refused:
+        Settings.from_env(env)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"processing_guarantee": "exactly-once"}, "processing_guarantee='exactly-once' is not one of at_least_once, exactly_once (FACESTREAM_PROCESSING_GUARANTEE)"),
+        ({"decode_threads": -1}, "decode_threads=-1 must be at least 1 (FACESTREAM_DECODE_THREADS)"),
+        ({"max_batch": "16"}, "max_batch='16' is not an integer (FACESTREAM_MAX_BATCH)"),
+        ({"max_batch": True}, "max_batch=True is not an integer (FACESTREAM_MAX_BATCH)"),
+        ({"emit_aligned": 1}, "emit_aligned=1 is not true or false (FACESTREAM_EMIT_ALIGNED)"),
+    ],
+)
+def test_settings_made_in_code_are_checked_too(values, message):
+    with pytest.raises(BadSetting) as refused:
+        Settings(**values)
+    assert str(refused.value) == message
+    with pytest.raises(BadSetting):
+        Settings().replace(**values)
+    with pytest.raises(BadSetting, match=message.split(" (")[0].split("=")[0]):
+        Settings.from_env({}, **values)
+
+
+def test_choices_are_matched_ignoring_case_and_kept_as_declared():
+    settings = Settings.from_env({"FACESTREAM_KAFKA_SECURITY_PROTOCOL": "sasl_ssl"}, log_format="JSON")
+    assert (settings.kafka_security_protocol, settings.log_format) == ("SASL_SSL", "json")
+
+
+def test_numbers_take_integers_where_a_float_goes():
+    assert Settings(session_timeout_s=45).session_timeout_s == 45
+
+
+def test_documented_help_names_the_choices():
+    helps = {env: help_text for env, _default, help_text in documented()}
+    assert helps["FACESTREAM_LOG_FORMAT"].endswith(" One of plain, json.")
+    assert "One of" not in helps["FACESTREAM_APP_ID"]
+
+
+# --- to_env -------------------------------------------------------------------------
+
+
+def test_to_env_reproduces_the_settings():
+    settings = Settings(
+        app_id="x", emit_aligned=True, max_query_work=1.5e9, score_threshold=0.125, kafka_sasl_password="hunter2",
+        processing_guarantee="exactly_once", uri_roots="/a:/b",
+    )
+    env = settings.to_env()
+    assert set(env) == {name for name, _, _ in documented()}
+    assert all(isinstance(value, str) for value in env.values())
+    assert (env["FACESTREAM_EMIT_ALIGNED"], env["FACESTREAM_APP_ID"]) == ("true", "x")
+    assert Settings.from_env(env) == settings
+    assert Settings.from_env(Settings().to_env()) == Settings()

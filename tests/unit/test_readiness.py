@@ -11,7 +11,7 @@ import faust
 import pytest
 
 from streams.config import Settings
-from streams.lag import LagMonitor
+from streams.kafka.lag import LagMonitor
 from streams.progress import Progress
 from streams.readiness import Readiness
 

@@ -283,6 +283,7 @@ BAD_CALLS = {
     "complex": lambda: rerank.cosine_topk(Q.astype(np.complex64), G, 1),
     "ragged": lambda: rerank.cosine_topk([[1.0, 2.0], [3.0]], G, 1),
     "negative threads": lambda: rerank.cosine_topk(Q, G, 1, threads=-1),
+    "threads not an integer": lambda: rerank.k_reciprocal(Q, G, threads=2.5),
     "all rows identical": lambda: rerank.k_reciprocal(np.ones((2, 4)), np.ones((3, 4))),
 }
 
@@ -293,17 +294,20 @@ def test_bad_input_raises_value_error(call):
         call()
 
 
-def test_threads_default_to_the_setting(monkeypatch):
-    rerank.default_threads.cache_clear()
-    monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "3")
-    try:
-        assert rerank.default_threads() == 3
-        rerank.default_threads.cache_clear()
-        monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "-2")
-        with pytest.raises(ValueError, match="threads"):
-            rerank.cosine_topk(Q, G, 1)
-    finally:
-        rerank.default_threads.cache_clear()
+def test_threads_are_the_callers_and_never_read_from_the_environment(monkeypatch):
+    """FACESTREAM_RERANK_THREADS reaches the re-ranker through Settings (the agents pass it), not from here."""
+    monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "-2")
+    want = rerank.cosine_topk(Q, G, 1, threads=1)
+    np.testing.assert_array_equal(rerank.cosine_topk(Q, G, 1)[0], want[0])  # the default, 0: one per core
+    with pytest.raises(ValueError, match="threads"):
+        rerank.cosine_topk(Q, G, 1, threads=-2)
+
+
+def test_more_threads_than_the_extension_runs_are_capped():
+    """One place decides the thread count: the extension, which never starts more than 1024."""
+    x = clustered(seed=8, n=40, d=8, clusters=3)
+    want = rerank.k_reciprocal(x[:2], x[2:], threads=1)
+    np.testing.assert_array_equal(rerank.k_reciprocal(x[:2], x[2:], threads=100_000), want)
 
 
 def test_the_extension_itself_raises_value_error_for_bad_values():

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.config import Settings
 from streams.inference.backend import InferenceBackend, ModelInfo
-from streams.lag import LagMonitor
+from streams.kafka.lag import LagMonitor
 from streams.progress import Progress
 from streams.readiness import Readiness
 from streams.web import install_web

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .config import Settings
-from .kafka_config import confluent_common
+from streams.config import Settings
+from streams.kafka.config import confluent_common
 
 log = logging.getLogger(__name__)
 

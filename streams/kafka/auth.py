@@ -7,7 +7,7 @@ generic "Unable to bootstrap", which faust prints with two stack traces. Wrong
 credentials never fix themselves, so here they become
 :class:`~streams.errors.KafkaAuthenticationFailed`:
 
-* commands start with :func:`streams.kafka_preflight.verify_kafka_credentials`,
+* commands start with :func:`streams.kafka.preflight.verify_kafka_credentials`,
   a single handshake with the exact settings faust's aiokafka will use;
 * confluent-kafka clients get :func:`confluent_error_handling` in their
   configuration, for credentials revoked while they run: its ``error_cb``

@@ -29,7 +29,7 @@ from faust.exceptions import ConsumerNotStarted
 from streams import metrics
 from streams.config import Settings
 from streams.errors import KafkaAuthenticationFailed
-from streams.kafka_config import confluent_consumer
+from streams.kafka.config import confluent_consumer
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError
 
 from streams.config import Settings
 from streams.errors import KafkaAuthenticationFailed
-from streams.kafka_auth import ClientErrorCallback, authentication_failed, refused
+from streams.kafka.auth import ClientErrorCallback, authentication_failed, refused
 
 SETTINGS = Settings(
     kafka_bootstrap_servers="kafka-1:9093",
@@ -43,7 +43,7 @@ def test_the_typed_error_names_who_and_where_but_never_the_password():
 
 def test_error_callback_raises_on_refusal_and_logs_other_errors_once(caplog):
     callback = ClientErrorCallback(SETTINGS)
-    with caplog.at_level(logging.WARNING, logger="streams.kafka_auth"):
+    with caplog.at_level(logging.WARNING, logger="streams.kafka.auth"):
         for _ in range(5):
             callback(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
         callback(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))

@@ -10,7 +10,7 @@ after a crash they are never processed.
 Here a partition's commit offset is bounded by its oldest event still in flight
 (taken by a stream, not yet acknowledged), whatever the concurrency. The agents
 hold every event of a batch until its outputs are acknowledged (see
-``agents/outputs.py``), so an event in flight is never garbage and never
+``streams/agents/outputs.py``), so an event in flight is never garbage and never
 forgotten. Offsets
 that never arrive as messages (transaction markers, compacted records) need no
 special case: only delivered messages are tracked.

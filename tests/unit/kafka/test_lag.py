@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.lag import partition_lag
+from streams.kafka.lag import partition_lag
 
 
 def test_lag_is_high_watermark_minus_committed_offset():

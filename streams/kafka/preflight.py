@@ -17,8 +17,8 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams.config import Settings
-from streams.kafka_auth import authentication_failed
-from streams.kafka_config import faust_credentials
+from streams.kafka.auth import authentication_failed
+from streams.kafka.config import faust_credentials
 
 HANDSHAKE_ATTEMPTS = 3
 RETRY_DELAY_S = 0.5

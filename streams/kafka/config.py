@@ -12,8 +12,8 @@ from typing import Any
 
 import faust
 
-from .config import Settings
-from .kafka_auth import confluent_error_handling
+from streams.config import Settings
+from streams.kafka.auth import confluent_error_handling
 
 SASL_PROTOCOLS = {"SASL_PLAINTEXT", "SASL_SSL"}
 TLS_PROTOCOLS = {"SSL", "SASL_SSL"}
