@@ -132,7 +132,8 @@ class RssSampler:
         stats = into[name] = {}
         yield stats
         samples = self._samples[first:] + [self.status_mb()["VmRSS"]]
-        stats.update(rss_median_mb=statistics.median(samples), rss_max_mb=max(samples), hwm_mb=self.status_mb()["VmHWM"])
+        peak = self.status_mb()["VmHWM"]
+        stats.update(rss_median_mb=statistics.median(samples), rss_max_mb=max(samples), hwm_mb=peak)
 
     def stop(self) -> None:
         self._stop.set()

@@ -3,54 +3,68 @@
 Starts the local Kafka broker (unless one already answers), a worker on the
 in-process ONNX Runtime backend, publishes the sample photographs, reads their
 embeddings back from the embeddings topic, prints the faces per image and the
-Obama-Obama / Obama-Biden similarities, then stops what it started.
+Obama-Obama / Obama-Biden similarities, then stops what it started. What it
+prints is all a newcomer sees unless something goes wrong: the worker writes
+to .cache/demo-worker.log.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
+import logging
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import confluent_kafka  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
 from streams.codecs import AvroCodec  # noqa: E402
 from streams.config import Settings  # noqa: E402
-from streams.kafka import TopicNames, confluent_consumer, end_offsets, ensure_topics, messages  # noqa: E402
+from streams.kafka import (  # noqa: E402
+    TopicNames,
+    confluent_consumer,
+    confluent_producer,
+    end_offsets,
+    ensure_topics,
+    messages,
+)
+from streams.models.families import SFACE  # noqa: E402
 from tests.photos import PHOTOS, fetch  # noqa: E402
+from tests.worker_process import WorkerProcess  # noqa: E402
 
 KAFKA_LOCAL = str(REPO / "scripts" / "kafka-local")
-SAME_PERSON = 0.363  # SFace's published cosine threshold
+WORKER_LOG = REPO / ".cache" / "demo-worker.log"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_for_producer_ids(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Return once the broker hands out producer ids (or after ``timeout_s``), asking with a silenced probe.
 
+    A broker that has just started answers the first idempotent producer
+    "Coordinator load in progress" while it fetches its first block of ids;
+    librdkafka retries, and logs a warning that would be the demo's first line
+    of output. The probe takes that answer, so ``facestream produce`` does not.
+    """
+    assigned = threading.Event()
 
-def wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    def statistics(report: str) -> None:
+        if json.loads(report).get("eos", {}).get("idemp_state") == "Assigned":
+            assigned.set()
+
+    silenced = logging.getLogger("demo.producer-id-probe")
+    silenced.propagate = False
+    silenced.addHandler(logging.NullHandler())
+    probe = confluent_kafka.Producer(
+        confluent_producer(settings, logger=silenced, stats_cb=statistics, **{"statistics.interval.ms": 100})
+    )
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit(f"the worker exited with code {worker.returncode}; see .cache/demo-worker.log")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise SystemExit("the worker did not become ready in time; see .cache/demo-worker.log")
+    while not assigned.is_set() and time.monotonic() < deadline:
+        probe.poll(0.1)
 
 
 def read_embeddings(settings: Settings, consumer: Consumer, wanted: set[str]) -> dict[str, dict]:
@@ -74,18 +88,20 @@ def main() -> int:
     started_broker = subprocess.run([KAFKA_LOCAL, "status"], capture_output=True).returncode != 0
     if started_broker:
         subprocess.run([KAFKA_LOCAL, "start"], check=True)
-    worker = None
+    WORKER_LOG.unlink(missing_ok=True)
+    worker = WorkerProcess(settings.replace(backend="onnx"), WORKER_LOG)
     try:
         ensure_topics(settings)
         reader = Consumer(confluent_consumer(settings, group_id="facestream-demo-reader"))
         embeddings = TopicNames.from_settings(settings).embeddings
         reader.assign(end_offsets(reader, [embeddings]))  # only what this run produces
-        port = free_port()
-        log = open(REPO / ".cache" / "demo-worker.log", "w")
-        env = {**os.environ, "FACESTREAM_BACKEND": "onnx", "FACESTREAM_WEB_PORT": str(port)}
         print("starting a worker (in-process ONNX Runtime backend) ...")
-        worker = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env, stdout=log, stderr=log)
-        wait_ready(port, worker)
+        worker.start()
+        wait_for_producer_ids(settings)  # while the worker loads its models
+        try:
+            worker.wait_ready()
+        except (RuntimeError, TimeoutError) as exc:  # it says why, with the end of the worker's log
+            raise SystemExit(f"{exc}\nsee {WORKER_LOG.relative_to(REPO)}") from None
         photos = fetch()
         subprocess.run([sys.executable, "-m", "streams", "produce", "--no-progress", *map(str, photos)], check=True)
         records = read_embeddings(settings, reader, set(PHOTOS))
@@ -99,20 +115,14 @@ def main() -> int:
         def first(name: str) -> list[float]:
             return records[name]["faces"][0]["embedding"]
 
-        print(f"\ncosine similarity (same person above {SAME_PERSON}):")
+        print(f"\ncosine similarity (same person above {SFACE.same_person}):")
         for a, b in [("obama.jpg", "obama2.jpg"), ("obama.jpg", "obama3.jpg"), ("obama.jpg", "biden.jpg")]:
             score = cosine(first(a), first(b))
-            verdict = "same person" if score > SAME_PERSON else "different people"
+            verdict = "same person" if score > SFACE.same_person else "different people"
             print(f"  {a:<11} vs {b:<11} {score:+.3f}  {verdict}")
-        print(json.dumps({"model": records["obama.jpg"]["model"]}))
         return 0
     finally:
-        if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        worker.stop()
         if started_broker:
             subprocess.run([KAFKA_LOCAL, "stop"], check=False)
 

@@ -34,8 +34,12 @@ from pytriton.triton import Triton, TritonConfig
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import triton_to_np_dtype
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[1] / "triton-infer-custom" / "model_repository"
-ORT_TYPES = {"tensor(uint8)": "UINT8", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64"}
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streams.inference.backend import ONNX_DATATYPES  # noqa: E402
+
+DEFAULT_REPOSITORY = REPO / "triton-infer-custom" / "model_repository"
 
 
 class ConfigMismatch(SystemExit):
@@ -135,7 +139,10 @@ def _check_matches(config: model_config_pb2.ModelConfig, session: ort.InferenceS
         ("output", config.output, session.get_outputs()),
     ):
         want = {t.name: (model_config_pb2.DataType.Name(t.data_type).removeprefix("TYPE_"), list(t.dims)) for t in declared}
-        have = {a.name: (ORT_TYPES.get(a.type, a.type), [d if isinstance(d, int) else -1 for d in a.shape[1:]]) for a in actual}
+        have = {
+            a.name: (ONNX_DATATYPES.get(a.type, a.type), [d if isinstance(d, int) else -1 for d in a.shape[1:]])
+            for a in actual
+        }
         if want != have:
             raise ConfigMismatch(f"{config.name}: config.pbtxt {kind}s {want} differ from the ONNX graph's {have}")
 

@@ -6,14 +6,12 @@ a test and a benchmark can each run one with their own settings.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import faust
 
 from .agents.embed import register_embed_agent
 from .agents.rerank import register_rerank_agents
-from .backoff import backoff_delays
 from .config import Settings
 from .context import WorkerContext
 from .kafka.commits import AnsweredOffsetsTransport
@@ -24,7 +22,7 @@ from .web import install_web
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A faust app with every facestream agent registered; its ``facestream`` attribute holds the context."""
+    """A faust app with every facestream agent registered, and the services they need started and stopped with it."""
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings),
@@ -53,22 +51,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.transport = AnsweredOffsetsTransport(app.conf.broker_consumer, app)  # before any topic is declared
     ctx = WorkerContext.from_settings(settings)
-    app.facestream = ctx
+    app.service(ctx)  # loads the models at start-up, closes the backend at stop
     register_embed_agent(app, ctx)
     register_rerank_agents(app, ctx)
     lag = install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
     install_web(app, Readiness(app, settings, lag, ctx.progress, ctx.pipeline.backend))
-
-    @app.task
-    async def start_backend() -> None:
-        # Load the models before the first batch arrives, and keep trying until they load: /readyz must
-        # turn 200 once the backend serves, even while no event arrives to make the agent retry.
-        for delay in backoff_delays(settings):
-            try:
-                await ctx.started_pipeline()
-                return
-            except Exception as exc:  # readiness reports it meanwhile
-                app.log.warning("backend not ready at start-up, next try in %.1f s: %s", delay, exc)
-                await asyncio.sleep(delay)
-
     return app

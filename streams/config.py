@@ -28,7 +28,7 @@ KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a st
 def _setting(
     default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = (), minimum: int = 0
 ) -> Any:
-    """One setting. ``choices``: the values it takes (any case, stored as spelled here); numbers are at least ``minimum``."""
+    """One setting; ``choices``: the values it takes (any case, kept as spelled here); a number is at least ``minimum``."""
     return field(
         default=default,
         repr=not secret,
@@ -66,7 +66,7 @@ class Settings:
     kafka_sasl_mechanism: str = _setting(
         "SCRAM-SHA-512",
         "SASL mechanism when a SASL protocol is used.",
-        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),  # user and password: what streams.kafka_config passes on
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),  # user and password: what streams.kafka.config passes on
     )
     kafka_sasl_username: str = _setting("", "SASL user name.")
     kafka_sasl_password: str = _setting("", "SASL password (never logged).", secret=True)

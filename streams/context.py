@@ -1,16 +1,24 @@
-"""What the agents of one worker share: settings, topics, codec, the face pipeline, thread pools.
+"""What the agents of one worker share (settings, topics, codec, the face pipeline, thread pools), and its lifecycle.
 
-The backend is started once, lazily, by the first agent that needs it (or by the
-start-up task), so a worker whose Triton server is still loading keeps its
-Kafka session alive and reports "not ready" instead of crashing.
+The context is a mode Service started and stopped with the faust app. Once
+started it loads the models in the background and keeps trying, with backoff,
+until they load: a worker whose Triton server is still loading keeps its Kafka
+session alive and reports "not ready" instead of crashing, and ``/readyz``
+turns 200 as soon as the backend serves, even while no event arrives to make
+an agent ask for it. An agent that needs the backend first starts it itself
+(once, whoever comes first). Stopping the app closes the backend and the
+decode threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
+import mode
+
+from .backoff import backoff_delays
 from .bounds import MAX_EMBEDDING_DIM
 from .codecs import AvroCodec
 from .config import Settings
@@ -19,17 +27,31 @@ from .kafka import TopicNames
 from .pipeline import FacePipeline
 from .progress import Progress
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class WorkerContext:
-    settings: Settings
-    topics: TopicNames
-    codec: AvroCodec
-    pipeline: FacePipeline
-    decode_pool: ThreadPoolExecutor
-    progress: Progress = field(default_factory=Progress)
-    _started: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _running: bool = False
+
+class WorkerContext(mode.Service):
+    """The parts one worker's agents share; ``app.service(ctx)`` starts and stops it with the app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: TopicNames,
+        codec: AvroCodec,
+        pipeline: FacePipeline,
+        decode_pool: ThreadPoolExecutor,
+        progress: Progress | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.topics = topics
+        self.codec = codec
+        self.pipeline = pipeline
+        self.decode_pool = decode_pool
+        self.progress = progress or Progress()
+        self._backend_lock = asyncio.Lock()
+        self._backend_started = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerContext:
@@ -43,15 +65,27 @@ class WorkerContext:
 
     async def started_pipeline(self) -> FacePipeline:
         """The pipeline, its backend started (once)."""
-        if not self._running:
-            async with self._started:
-                if not self._running:
+        if not self._backend_started:
+            async with self._backend_lock:
+                if not self._backend_started:
                     await self.pipeline.start()
-                    self._running = True
+                    self._backend_started = True
         return self.pipeline
 
-    async def close(self) -> None:
-        if self._running:
+    @mode.Service.task
+    async def _start_backend(self) -> None:
+        """Load the models before the first batch arrives; readiness reports the backend down meanwhile."""
+        for delay in backoff_delays(self.settings):
+            try:
+                await self.started_pipeline()
+                return
+            except Exception as exc:  # noqa: BLE001 -- whatever it is, the next try may succeed
+                log.warning("backend not ready at start-up, next try in %.1f s: %s", delay, exc)
+                await self.sleep(delay)
+
+    async def on_shutdown(self) -> None:
+        # After the app has drained its streams and this service's start-up task is cancelled: nothing uses them now.
+        if self._backend_started:
             await self.pipeline.close()
-            self._running = False
+            self._backend_started = False
         self.decode_pool.shutdown(wait=False, cancel_futures=True)

@@ -26,8 +26,10 @@ PlatformCollector(registry=REGISTRY)
 
 #: Values of ``facestream_images_total{result}``: embedded (>= 1 face), no face found, sent to the DLQ.
 IMAGE_RESULTS = ("ok", "no_face", "dlq")
-#: Values of ``facestream_stage_seconds{stage}``, in pipeline order.
-STAGES = ("decode", "detect", "align", "embed", "produce")
+#: Stages the face pipeline times itself (``ImageFaces.timings_ms``), observed once per model call.
+PIPELINE_STAGES = ("detect", "align", "embed")
+#: Values of ``facestream_stage_seconds{stage}``, in pipeline order: the embed agent times decode and produce.
+STAGES = ("decode", *PIPELINE_STAGES, "produce")
 
 # Batch sizes are bounded by max_batch (at most a few hundred): powers of two.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

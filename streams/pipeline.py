@@ -23,14 +23,12 @@ import numpy as np
 from streams import metrics
 from streams.config import Settings
 from streams.inference.backend import InferenceBackend
-from streams.models.catalog import SFACE, YUNET
+from streams.models.families import DETECTORS, SFACE
 from streams.vectors import unit_rows
 from streams.vision.align import align_faces
-from streams.vision.detect import Detections, FaceFilter, decode_scrfd, decode_yunet, select_faces
+from streams.vision.detect import Detections, FaceFilter, select_faces
 from streams.vision.image import ImageHeader, ImageLimits, decode_image, inspect_image
 from streams.vision.letterbox import letterbox_batch
-
-DETECTOR_FORMATS = ("yunet", "scrfd")
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,8 @@ async def infer_chunked(backend: InferenceBackend, model: str, batch: np.ndarray
 
 class FacePipeline:
     def __init__(self, backend: InferenceBackend, settings: Settings) -> None:
-        if settings.detector_format not in DETECTOR_FORMATS:
-            raise ValueError(f"detector_format {settings.detector_format!r} is not one of {DETECTOR_FORMATS}")
+        self.detector = DETECTORS[settings.detector_format]  # Settings takes no other spelling
+        self.embedder = SFACE
         self.backend = backend
         self.settings = settings
         self._limits = ImageLimits.from_settings(settings)
@@ -87,10 +85,10 @@ class FacePipeline:
 
     @property
     def identity(self) -> ModelIdentity:
-        """Model names and version; the dimension comes from the embedder's metadata (backend started)."""
+        """The families running and the embedder's version; its dimension comes from its metadata (backend started)."""
         info = self.backend.model_info(self.settings.embedder_model)
         (output,) = info.outputs
-        return ModelIdentity(YUNET.name, SFACE.name, output.shape[-1], info.version)
+        return ModelIdentity(self.detector.identity, self.embedder.identity, output.shape[-1], info.version)
 
     def decode(self, data: bytes, content_type: str | None = None) -> np.ndarray:
         """Validate and decode one payload (thread-safe, CPU-bound); raises ``ImageRejected``."""
@@ -135,11 +133,7 @@ class FacePipeline:
         return self._assemble(detections, crops, embeddings, timings)
 
     def _candidates(self, outputs: dict[str, np.ndarray], index: int, canvas_hw: tuple[int, int]) -> Detections:
-        threshold = self.settings.score_threshold
-        if self.settings.detector_format == "yunet":
-            return decode_yunet(outputs, index, canvas_hw, threshold)
-        names = [o.name for o in self.backend.model_info(self.settings.detector_model).outputs]
-        return decode_scrfd([outputs[n] for n in names], index, canvas_hw, threshold)
+        return self.detector.decode(outputs, index, canvas_hw, self.settings.score_threshold)
 
     async def _embed(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:

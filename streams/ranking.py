@@ -32,7 +32,9 @@ class Method:
     rank: Callable[..., Ranking]  # (query, gallery, k, *, threads, **arguments)
     work: Callable[[int, int], int]  # (gallery rows, dimension) -> multiply-adds, roughly
 
-    async def run(self, query: np.ndarray, gallery: np.ndarray, k: int, arguments: dict[str, Any], threads: int) -> Ranking:
+    async def run(
+        self, query: np.ndarray, gallery: np.ndarray, k: int, arguments: dict[str, Any], threads: int
+    ) -> Ranking:
         """Rank; small work inline, since handing it to a thread would cost more than the work itself."""
         rank = partial(self.rank, query, gallery, k, threads=threads, **arguments)
         if self.work(*gallery.shape) <= INLINE_MAX_WORK:

@@ -85,7 +85,7 @@ def query_expansion(
 
 
 def _matrix(value: Any, name: str) -> np.ndarray:
-    """A float32 C-contiguous view of ``value``, copied only when it is not one already (the extension checks its shape)."""
+    """A float32 C-contiguous view of ``value``, copied only when it is not one already; the extension checks its shape."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from streams.config import Settings
 from streams.models.catalog import SERVING_VERSION
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"
@@ -54,7 +54,7 @@ def triton_server(repository: Path | None = None) -> Iterator[str]:
     """Run ``scripts/triton_serve.py`` on free local ports until the block ends; yields the gRPC address."""
     repository = repository or ROOT / Settings.from_env().model_repository
     _check_prerequisites(repository)
-    grpc_port, http_port, metrics_port = _free_ports(3)
+    grpc_port, http_port, metrics_port = free_ports(3)
     with tempfile.TemporaryDirectory(prefix="facestream-triton-") as workdir:
         ready_file, log_path = Path(workdir) / "ready", Path(workdir) / "server.log"
         with log_path.open("wb") as log:
@@ -80,17 +80,6 @@ def _check_prerequisites(repository: Path) -> None:
         path = config.parent / SERVING_VERSION / "model.onnx"
         if not path.exists():
             raise TritonServerError(f"{path} is missing: run `facestream models fetch`")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _wait_ready(server: subprocess.Popen, ready_file: Path, log_path: Path) -> None:

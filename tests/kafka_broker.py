@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.ports import free_ports
+
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def docker_answers() -> bool:
@@ -41,11 +36,11 @@ def docker_answers() -> bool:
 def local_broker(**env_overrides: str) -> Iterator[str]:
     """Run ``scripts/kafka-local`` on free ports in a temporary directory; yield its bootstrap address."""
     with tempfile.TemporaryDirectory(prefix="facestream-kafka-") as workdir:
-        port = free_port()
+        port, controller_port = free_ports(2)
         env = {
             **os.environ,
             "KAFKA_LOCAL_PORT": str(port),
-            "KAFKA_LOCAL_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_LOCAL_CONTROLLER_PORT": str(controller_port),
             "KAFKA_LOCAL_DIR": workdir,
             "KAFKA_LOCAL_HEAP": "768m",
             **env_overrides,

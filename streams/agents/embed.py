@@ -33,6 +33,7 @@ from ..bounds import check_attributes, check_id, check_key
 from ..claim_check import ClaimCheck
 from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
+from ..face_records import face_record, model_record
 from ..logs import log_context, new_batch_id
 from ..pipeline import ImageFaces
 from ..pixel_budget import PixelBudget
@@ -194,27 +195,15 @@ class EmbedBatch:
         result = results[id(item)]
         if isinstance(result, RecordError):
             raise result
-        identity = self.ctx.pipeline.identity
         message = item.event.message
         record = {
             "image_id": item.record["id"],
             "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
             "faces": [
-                {
-                    "bbox": face.bbox.tolist(),
-                    "score": face.score,
-                    "landmarks": face.landmarks.reshape(-1).tolist(),
-                    "embedding": face.embedding.tolist(),
-                    "aligned_jpeg": _jpeg(face.aligned) if face.aligned is not None else None,
-                }
+                {**face_record(face), "aligned_jpeg": _jpeg(face.aligned) if face.aligned is not None else None}
                 for face in result.faces
             ],
-            "model": {
-                "detector": identity.detector,
-                "embedder": identity.embedder,
-                "dim": identity.dim,
-                "version": identity.version,
-            },
+            "model": model_record(self.ctx.pipeline.identity),
             "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},
             "attributes": item.record["attributes"],
             "processed_at": now_ms(),
@@ -228,7 +217,7 @@ class EmbedBatch:
 
 def _observe_stages(faces: ImageFaces) -> None:
     """One observation per model call of each stage the pipeline timed."""
-    for stage in ("detect", "align", "embed"):
+    for stage in metrics.PIPELINE_STAGES:
         if stage in faces.timings_ms:
             metrics.STAGE_SECONDS.labels(stage=stage).observe(faces.timings_ms[stage] / 1000.0)
 

@@ -2,6 +2,8 @@
 
 Each module in ``COMMANDS`` exposes ``register(subparsers)``, which adds its
 parser and sets ``func`` (taking the parsed args and returning an exit code).
+What several commands share (their Kafka set-up, photo arguments, in-process
+embedding, output codes) is in ``_common``; commands never import each other.
 """
 
 from __future__ import annotations

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as dt
 import json
 import uuid
-from typing import Any
 
-from ..config import Settings
-from ..kafka import TopicNames, confluent_consumer, messages, verify_kafka_credentials
+from confluent_kafka import Consumer
 
-SHORT_EMBEDDING = 4
+from ..errors import RecordError
+from ..kafka import confluent_consumer, messages
+from ._common import KafkaCommand, printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,43 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def printable(value: Any, full: bool) -> Any:
-    """JSON-friendly view of a decoded record: bytes as base64 (or their size), times as ISO 8601."""
-    if isinstance(value, dict):
-        return {k: _field(k, v, full) for k, v in value.items()}
-    if isinstance(value, list):
-        return [printable(v, full) for v in value]
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode() if full else f"<{len(value)} bytes>"
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def _field(name: str, value: Any, full: bool) -> Any:
-    if name == "embedding" and not full and isinstance(value, list) and len(value) > SHORT_EMBEDDING:
-        return [round(v, 4) for v in value[:SHORT_EMBEDDING]] + [f"... {len(value)} values"]
-    return printable(value, full)
-
-
-def resolve_topic(settings: Settings, name: str) -> str:
-    known = set(TopicNames.from_settings(settings).all())
-    return name if name in known or settings.topic(name) not in known else settings.topic(name)
+def resolve_topic(command: KafkaCommand, name: str) -> str:
+    known, prefixed = set(command.topics.all()), command.settings.topic(name)
+    return name if name in known or prefixed not in known else prefixed
 
 
 def run(args: argparse.Namespace) -> int:
-    from confluent_kafka import Consumer
-
-    from ..codecs import AvroCodec
-    from ..errors import RecordError
-
-    settings = Settings.from_env()
-    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
-    topic = resolve_topic(settings, args.topic)
-    codec = AvroCodec(settings.schema_registry_url)
+    command = KafkaCommand("consume")
+    codec = command.codec
+    topic = resolve_topic(command, args.topic)
     consumer = Consumer(
         confluent_consumer(
-            settings,
+            command.settings,
             group_id=f"facestream-consume-{uuid.uuid4().hex[:8]}",
             **{"auto.offset.reset": "earliest" if args.from_beginning else "latest"},
         )

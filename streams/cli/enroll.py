@@ -2,30 +2,24 @@
 
 Each photo gives one subject, the largest face in it (the person the photo is
 of, not a face in the background), embedded in-process with the ONNX pipeline.
-A photo that cannot be read or holds no face is reported and skipped; the
-others are still enrolled. One JSON object per photo is printed; the exit
-status is 0 only when every photo was enrolled and acknowledged by Kafka.
+A directory stands for the photos under it. A photo that cannot be read or
+holds no face is reported and skipped; the others are still enrolled. One JSON
+object per photo is printed; the exit status is 0 only when every photo was
+enrolled and acknowledged by Kafka.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 import time
-from pathlib import Path
-from typing import Any
 
-from ..config import Settings
-from ..kafka import Producer, TopicNames, verify_kafka_credentials
+from ._common import NO_FACE, KafkaCommand, embed_photos, error, image_files, largest_face
 
 
-# Java clients and faust (aiokafka) place keys with murmur2; confluent-kafka defaults to CRC32.
-# Gallery entries and queries must land on the partition of their gallery id whoever produces them.
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("enroll", help="embed photos and publish them to a gallery")
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="photos, one subject each")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="photos, one subject each, or folders (recursed)")
     parser.add_argument("--gallery", required=True, help="gallery id (the record key)")
     parser.add_argument(
         "--subject-from",
@@ -36,39 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def largest_face(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The face with the largest box in one ``embed_files`` result; None when it has none."""
-    faces = result.get("faces") or []
-    return max(faces, key=lambda f: (f["bbox"][2] - f["bbox"][0]) * (f["bbox"][3] - f["bbox"][1]), default=None)
-
-
-def embed_photos(paths: list[str]) -> list[dict[str, Any]]:
-    """``embed_files`` results of ``paths`` with the in-process ONNX pipeline."""
-    from .embed import embed_files
-
-    return asyncio.run(embed_files(paths, Settings.from_env(backend="onnx")))
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..codecs import AvroCodec
-
-    settings = Settings.from_env()
-    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
-    topic = TopicNames.from_settings(settings).gallery
-    codec = AvroCodec(settings.schema_registry_url)
-
-    def delivered(err, _msg) -> None:
-        if err:
-            print(f"facestream enroll: delivery failed: {err}", file=sys.stderr)
-
+    command = KafkaCommand("enroll")
+    topic = command.topics.gallery
     reports = []
-    producer = Producer(settings, flush_s=30, on_delivery=delivered)
-    for result in embed_photos([str(p) for p in args.paths]):
-        path = Path(result["image"])
+    producer = command.producer(flush_s=30)
+    photos = image_files(args.paths)
+    for path, result in zip(photos, embed_photos([str(p) for p in photos]), strict=True):
         subject = path.stem if args.subject_from == "stem" else path.name
         face = None if "error" in result else largest_face(result)
         if face is None:
-            reason = result["error"] if "error" in result else {"code": "NO_FACE", "message": "no face found"}
+            reason = result["error"] if "error" in result else error(NO_FACE, "no face found")
             reports.append({"image": str(path), "subject": subject, "enrolled": False, "error": reason})
             continue
         record = {
@@ -79,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
             "model": result["model"],
             "produced_at": int(time.time() * 1000),
         }
-        value = codec.encode("GalleryEntry", record, topic=topic)
+        # The gallery id is the key: the producer's murmur2 partitioner puts the entry where its queries go.
+        value = command.codec.encode("GalleryEntry", record, topic=topic)
         producer.produce(topic, key=args.gallery.encode(), value=value)
-        faces = len(result["faces"])
-        reports.append({"image": str(path), "subject": subject, "enrolled": True, "faces": faces, "score": face["score"]})
+        faces, score = len(result["faces"]), face["score"]
+        reports.append({"image": str(path), "subject": subject, "enrolled": True, "faces": faces, "score": score})
     producer.flush()
     for report in reports:
         print(json.dumps({"gallery": args.gallery, **report}), flush=True)

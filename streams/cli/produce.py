@@ -1,7 +1,8 @@
 """``facestream produce PATH...``: publish image files as ``ImageEvent``s.
 
 Each file's base name is its event id (``-k`` appended for ``--repeat``), so
-results can be matched back to files; it is also the record key.
+results can be matched back to files; it is also the record key. A directory
+stands for the images under it.
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ import argparse
 import mimetypes
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..kafka import Producer, TopicNames, verify_kafka_credentials
+from ._common import KafkaCommand, image_files
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("produce", help="publish image files as ImageEvents")
-    parser.add_argument("paths", nargs="+", type=Path, help="files, or folders (recursed)")
+    parser.add_argument("paths", nargs="+", type=Path, help="image files, or folders of them (recursed)")
     parser.add_argument("--topic", help="target topic (default <prefix>images)")
     parser.add_argument("--rate", type=float, default=0.0, help="events per second (default: as fast as possible)")
     parser.add_argument("--repeat", type=int, default=1, help="publish each file K times, ids suffixed -1..-K")
@@ -39,14 +38,6 @@ def image_event(event_id: str, data: bytes, content_type: str | None, filename: 
     }
 
 
-def files_under(paths: list[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file())
-        else:
-            yield path
-
-
 def event_ids(path: Path, repeat: int) -> list[str]:
     return [path.name] if repeat == 1 else [f"{path.name}-{k}" for k in range(1, repeat + 1)]
 
@@ -54,37 +45,30 @@ def event_ids(path: Path, repeat: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..codecs import AvroCodec
-
     if args.repeat < 1:
         print("facestream produce: --repeat must be at least 1", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
-    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
-    topic = args.topic or TopicNames.from_settings(settings).images
-    files = list(files_under(args.paths))
+    command = KafkaCommand("produce")
+    topic = args.topic or command.topics.images
+    files = image_files(args.paths)
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         print(f"facestream produce: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    codec = AvroCodec(settings.schema_registry_url)
-
-    def delivered(err, _msg) -> None:
-        if err:
-            print(f"facestream produce: delivery failed: {err}", file=sys.stderr)
 
     total = len(files) * args.repeat
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     next_at = time.monotonic()
     with (
         tqdm(total=total, unit="img", disable=args.no_progress or not sys.stderr.isatty()) as bar,
-        Producer(settings, flush_s=60, on_delivery=delivered) as producer,
+        command.producer(flush_s=60) as producer,
     ):
         for path in files:
             data = path.read_bytes()
             content_type = mimetypes.guess_type(path.name)[0]
             for event_id in event_ids(path, args.repeat):
-                value = codec.encode("ImageEvent", image_event(event_id, data, content_type, path.name), topic=topic)
+                record = image_event(event_id, data, content_type, path.name)
+                value = command.codec.encode("ImageEvent", record, topic=topic)
                 producer.produce(topic, key=event_id.encode(), value=value)
                 bar.update(1)
                 if interval:

@@ -15,12 +15,16 @@ import time
 import uuid
 from typing import Any
 
-from ..config import Settings
-from ..kafka import Producer, TopicNames, confluent_consumer, end_offsets, messages, verify_kafka_credentials
+from confluent_kafka import Consumer
+
+from ..errors import RecordError
+from ..kafka import Producer, confluent_consumer, end_offsets, messages
 from ..ranking import METHODS as RANKING_METHODS
-from .enroll import embed_photos, largest_face
+from ._common import NO_FACE, NOT_SENT, TIMEOUT, KafkaCommand, embed_photos, error, largest_face, printable
 
 METHODS = tuple(RANKING_METHODS)
+#: How long Kafka has to acknowledge the query before the command gives up on it.
+SEND_TIMEOUT_S = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +54,8 @@ def parse_params(items: list[str]) -> dict[str, float]:
     return params
 
 
-def fail(error: dict[str, Any]) -> int:
-    print(json.dumps({"error": error}), flush=True)
+def fail(reason: dict[str, Any]) -> int:
+    print(json.dumps({"error": reason}), flush=True)
     return 1
 
 
@@ -62,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(result["error"])
     face = largest_face(result)
     if face is None:
-        return fail({"code": "NO_FACE", "message": f"no face found in {args.path}"})
-    settings = Settings.from_env()
-    verify_kafka_credentials(settings)  # refused credentials: one clear line, not a stalled flush
+        return fail(error(NO_FACE, f"no face found in {args.path}"))
+    command = KafkaCommand("query")
     query = {
         "query_id": uuid.uuid4().hex,
         "gallery_id": args.gallery,
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "params": params,
         "produced_at": int(time.time() * 1000),
     }
-    return ask(settings, query, args.timeout)
+    return ask(command, query, args.timeout)
 
 
 def dead_query_id(codec: Any, dead_letter: dict[str, Any]) -> str:
@@ -84,25 +87,18 @@ def dead_query_id(codec: Any, dead_letter: dict[str, Any]) -> str:
     return codec.decode(dead_letter["value"] or b"", expect="RerankQuery")["query_id"]
 
 
-def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
+def ask(command: KafkaCommand, query: dict[str, Any], timeout_s: float) -> int:
     """Publish ``query``, then print its result (exit 0) or its dead letter or a timeout (exit 1)."""
-    from confluent_kafka import Consumer
-
-    from ..codecs import AvroCodec
-    from ..errors import RecordError
-    from .consume import printable
-
-    codec = AvroCodec(settings.schema_registry_url)
-    topics = TopicNames.from_settings(settings)
+    settings, topics, codec = command.settings, command.topics, command.codec
     consumer = Consumer(confluent_consumer(settings, group_id=f"facestream-query-{query['query_id'][:8]}"))
     try:
         # Start at today's ends, fixed before the query is sent: the answer cannot slip in before we listen.
         consumer.assign(end_offsets(consumer, [topics.rerank_results, topics.dlq]))
-        with Producer(settings, flush_s=10) as producer:
+        with Producer(settings, flush_s=SEND_TIMEOUT_S) as producer:
             value = codec.encode("RerankQuery", query, topic=topics.queries)
             producer.produce(topics.queries, key=query["gallery_id"].encode(), value=value)
         if producer.unsent:
-            return fail({"code": "NOT_SENT", "message": "the query was not acknowledged by Kafka within 10 s"})
+            return fail(error(NOT_SENT, f"the query was not acknowledged by Kafka within {SEND_TIMEOUT_S} s"))
         for msg in messages(consumer, timeout_s=timeout_s, poll_s=0.2):
             try:
                 name, record = codec.decode_named(msg.value())
@@ -110,9 +106,9 @@ def ask(settings: Settings, query: dict[str, Any], timeout_s: float) -> int:
                     print(json.dumps(printable(record, full=True)), flush=True)
                     return 0
                 if name == "DeadLetter" and dead_query_id(codec, record) == query["query_id"]:
-                    return fail({"code": record["error_code"], "message": record["message"]})
+                    return fail(error(record["error_code"], record["message"]))
             except RecordError:
                 continue  # someone else's record
-        return fail({"code": "TIMEOUT", "message": f"no answer to query {query['query_id']} within {timeout_s:g} s"})
+        return fail(error(TIMEOUT, f"no answer to query {query['query_id']} within {timeout_s:g} s"))
     finally:
         consumer.close()

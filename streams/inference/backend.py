@@ -13,6 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streams.errors import BackendNotReady
+
+#: ONNX tensor types in the Triton spelling of :attr:`TensorSpec.datatype`.
+ONNX_DATATYPES = {
+    "tensor(uint8)": "UINT8",
+    "tensor(float)": "FP32",
+    "tensor(float16)": "FP16",
+    "tensor(int64)": "INT64",
+}
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -37,6 +47,14 @@ class InferenceBackend(abc.ABC):
 
     kind: str  # "onnx" or "triton"
 
+    def __init__(self) -> None:
+        self._info: dict[str, ModelInfo] = {}  # filled by start(), per model
+
+    @property
+    def where(self) -> str:
+        """The backend, as error messages name it."""
+        return f"the {self.kind} backend"
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Load sessions or connect and read model metadata; raise BackendNotReady when it cannot."""
@@ -48,10 +66,17 @@ class InferenceBackend(abc.ABC):
     async def is_ready(self) -> bool:
         """True when every model can serve now (used by /readyz)."""
 
-    @abc.abstractmethod
     def model_info(self, model: str) -> ModelInfo:
         """Metadata read at start-up."""
+        try:
+            return self._info[model]
+        except KeyError:
+            state = f"started with {sorted(self._info)}" if self._info else "not started: call start() first"
+            raise BackendNotReady(f"model {model!r} is not loaded by {self.where} ({state})") from None
 
     @abc.abstractmethod
     async def infer(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``model`` on one uint8 NHWC batch; chunking by max batch size is the caller's job."""
+        """Run ``model`` on one uint8 NHWC batch: its outputs by name, in the model's order.
+
+        Chunking by max batch size is the caller's job.
+        """

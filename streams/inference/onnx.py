@@ -21,7 +21,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, R
 
 from streams.config import Settings
 from streams.errors import BackendError, BackendNotReady
-from streams.inference.backend import InferenceBackend, ModelInfo, TensorSpec
+from streams.inference.backend import ONNX_DATATYPES, InferenceBackend, ModelInfo, TensorSpec
 from streams.models.catalog import SERVING_VERSION, serving_path
 
 #: Largest batch of one session run, per model. On CPU a larger batch buys these models no throughput
@@ -31,21 +31,18 @@ from streams.models.catalog import SERVING_VERSION, serving_path
 DETECTOR_MAX_BATCH = 2
 EMBEDDER_MAX_BATCH = 8
 
-#: ONNX Runtime tensor types -> Triton datatype spelling used by ModelInfo.
-_DATATYPES = {"tensor(uint8)": "UINT8", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64"}
-
 
 class OnnxBackend(InferenceBackend):
     kind = "onnx"
 
     def __init__(self, settings: Settings, models: tuple[str, ...] | None = None, max_batch_size: int | None = None):
         """``max_batch_size``, when given, is every model's limit instead of the per-model defaults."""
+        super().__init__()
         self._settings = settings
         self._models = models or (settings.detector_model, settings.embedder_model)
         defaults = {settings.detector_model: DETECTOR_MAX_BATCH, settings.embedder_model: EMBEDDER_MAX_BATCH}
         self._max_batch = {m: max_batch_size or defaults.get(m, DETECTOR_MAX_BATCH) for m in self._models}
         self._sessions: dict[str, ort.InferenceSession] = {}
-        self._info: dict[str, ModelInfo] = {}
         self._runner = ThreadPoolExecutor(1, thread_name_prefix="onnx")
 
     async def start(self) -> None:
@@ -56,12 +53,6 @@ class OnnxBackend(InferenceBackend):
 
     async def is_ready(self) -> bool:
         return all(m in self._sessions for m in self._models)
-
-    def model_info(self, model: str) -> ModelInfo:
-        try:
-            return self._info[model]
-        except KeyError:
-            raise BackendNotReady(f"model {model!r} is not loaded (call start() first)") from None
 
     async def infer(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         return await asyncio.get_running_loop().run_in_executor(self._runner, self.run, model, batch)
@@ -94,10 +85,10 @@ class OnnxBackend(InferenceBackend):
 
 def _model_info(model: str, path: Path, session: ort.InferenceSession, max_batch_size: int) -> ModelInfo:
     def spec(arg: ort.NodeArg) -> TensorSpec:
-        if arg.type not in _DATATYPES:
+        if arg.type not in ONNX_DATATYPES:
             raise BackendNotReady(f"{path}: tensor {arg.name} has unsupported type {arg.type}")
         shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
-        return TensorSpec(arg.name, _DATATYPES[arg.type], shape)
+        return TensorSpec(arg.name, ONNX_DATATYPES[arg.type], shape)
 
     inputs = tuple(spec(a) for a in session.get_inputs())
     if len(inputs) != 1:

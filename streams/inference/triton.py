@@ -20,6 +20,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
+from streams.backoff import backoff_delays
 from streams.config import Settings
 from streams.errors import BackendError, BackendNotReady
 from streams.inference.backend import InferenceBackend, ModelInfo, TensorSpec
@@ -38,13 +39,13 @@ class TritonBackend(InferenceBackend):
     kind = "triton"
 
     def __init__(self, settings: Settings, models: Sequence[str] | None = None) -> None:
+        super().__init__()
         self.url = settings.triton_url
+        self._settings = settings
         self._models = tuple(models) if models else (settings.detector_model, settings.embedder_model)
         self._timeout_s = settings.triton_timeout_s
         self._retries = settings.backend_retries
-        self._backoff_s = settings.retry_backoff_ms / 1000
         self._client: grpcclient.InferenceServerClient | None = None
-        self._info: dict[str, ModelInfo] = {}
 
     async def start(self) -> None:
         """Check the server is live and ready and every model ready; read and cache their metadata."""
@@ -89,12 +90,9 @@ class TritonBackend(InferenceBackend):
             return False
         return True
 
-    def model_info(self, model: str) -> ModelInfo:
-        try:
-            return self._info[model]
-        except KeyError:
-            state = "not started" if self._client is None else f"started with {sorted(self._info)}"
-            raise BackendNotReady(f"model {model!r} unknown to the triton backend at {self.url} ({state})") from None
+    @property
+    def where(self) -> str:
+        return f"the triton backend at {self.url}"
 
     async def infer(self, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
         info = self.model_info(model)
@@ -114,8 +112,9 @@ class TritonBackend(InferenceBackend):
         return {o.name: result.as_numpy(o.name) for o in info.outputs}
 
     async def _with_retries(self, model: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``; on a transient gRPC status, again after 1, 2, 4... times the backoff, at most ``retries`` times."""
+        """Run ``call``; on a transient gRPC status, again after each of :func:`backoff_delays`, ``retries`` at most."""
         attempt = 0
+        delays = backoff_delays(self._settings)
         while True:
             try:
                 return await call()
@@ -128,7 +127,7 @@ class TritonBackend(InferenceBackend):
                     raise BackendError(
                         f"Triton at {self.url} failed {model!r} {attempt} times, last: {status} {exc.message()}"
                     ) from exc
-                delay = self._backoff_s * 2 ** (attempt - 1)
+                delay = next(delays)
                 log.warning("triton %s: %s; retry %d/%d in %.3fs", model, status, attempt, self._retries, delay)
                 await asyncio.sleep(delay)
 

@@ -1,1 +1,1 @@
-"""Pretrained models: where they come from (catalog), how they are fetched, and their serving variants."""
+"""Pretrained models: where they come from (catalog), what each family is (families), fetching, serving variants."""

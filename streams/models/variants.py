@@ -29,17 +29,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from streams.config import Settings
-from streams.models.catalog import (
-    DETECTOR_INPUT,
-    DETECTOR_OUTPUTS,
-    EMBEDDER_INPUT,
-    EMBEDDER_OUTPUT,
-    EMBEDDER_SIZE,
-    LICENCE_DIR,
-    SFACE,
-    YUNET,
-    serving_path,
-)
+from streams.models import catalog, families
+from streams.models.catalog import LICENCE_DIR, serving_path
 
 BATCH = "batch"
 
@@ -49,7 +40,7 @@ def detector_variant(original: onnx.ModelProto) -> onnx.ModelProto:
     model = _copy(original)
     graph = model.graph
     (net_input,) = _real_inputs(graph)
-    _prepend_uint8_prefix(graph, net_input.name, DETECTOR_INPUT, ["height", "width"], bgr_to_rgb=False)
+    _prepend_uint8_prefix(graph, net_input.name, families.YUNET.input, ["height", "width"], bgr_to_rgb=False)
     for node in graph.node:
         if node.op_type == "Reshape":
             _copy_batch_in_reshape(graph, node.input[1])
@@ -57,7 +48,7 @@ def detector_variant(original: onnx.ModelProto) -> onnx.ModelProto:
     for out in graph.output:
         stride = out.name.rsplit("_", 1)[1]
         _set_shape(out, [BATCH, f"anchors_{stride}", _last_dim(out)])
-    assert tuple(sorted(o.name for o in graph.output)) == tuple(sorted(DETECTOR_OUTPUTS)), "unexpected YuNet outputs"
+    assert sorted(o.name for o in graph.output) == sorted(families.YUNET.outputs), "unexpected YuNet outputs"
     onnx.checker.check_model(model)
     return model
 
@@ -71,10 +62,12 @@ def embedder_variant(original: onnx.ModelProto) -> onnx.ModelProto:
     del graph.input[:]
     graph.input.extend(kept)
     (net_input,) = _real_inputs(graph)
-    _prepend_uint8_prefix(graph, net_input.name, EMBEDDER_INPUT, [EMBEDDER_SIZE, EMBEDDER_SIZE], bgr_to_rgb=True)
+    sface = families.SFACE
+    _prepend_uint8_prefix(graph, net_input.name, sface.input, [sface.input_size, sface.input_size], bgr_to_rgb=True)
     (out,) = graph.output
-    _rename_value(graph, out.name, EMBEDDER_OUTPUT)
-    _set_shape(out, [BATCH, _last_dim(out)])
+    _rename_value(graph, out.name, sface.output)
+    assert _last_dim(out) == sface.dim, "unexpected SFace embedding dimension"
+    _set_shape(out, [BATCH, sface.dim])
     del graph.value_info[:]
     onnx.checker.check_model(model)
     return model
@@ -83,8 +76,8 @@ def embedder_variant(original: onnx.ModelProto) -> onnx.ModelProto:
 def write_variants(settings: Settings) -> list[Path]:
     """Generate both variants from the cached upstream files into the model repository; return their paths."""
     plan = [
-        (YUNET, detector_variant, settings.detector_model),
-        (SFACE, embedder_variant, settings.embedder_model),
+        (catalog.YUNET, detector_variant, settings.detector_model),
+        (catalog.SFACE, embedder_variant, settings.embedder_model),
     ]
     written = []
     for pretrained, make, name in plan:

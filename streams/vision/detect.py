@@ -1,5 +1,8 @@
 """Detector outputs -> faces: anchor decoding (YuNet or SCRFD layout), NMS, mapping to original pixels.
 
+The decoders know each layout; the strides come from the model family
+(:mod:`streams.models.families`), which says which layout a model has.
+
 All anchors of an image are decoded at once with numpy; the only Python loop
 is over the faces NMS keeps. Boxes are ``[x1, y1, x2, y2]`` and landmarks
 ``[5, 2]`` in the order the aligner's template uses: image-left eye,
@@ -14,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,11 @@ def anchor_centres(height: int, width: int, stride: int, per_cell: int) -> np.nd
 
 
 def decode_yunet(
-    outputs: Mapping[str, np.ndarray], index: int, canvas_hw: tuple[int, int], threshold: float
+    outputs: Mapping[str, np.ndarray],
+    index: int,
+    canvas_hw: tuple[int, int],
+    threshold: float,
+    strides: Sequence[int],
 ) -> Detections:
     """Candidates of batch item ``index`` from YuNet's cls/obj/bbox/kps outputs (canvas pixels, unsorted).
 
@@ -66,7 +71,7 @@ def decode_yunet(
     landmarks = (cell + offset) * stride — the decoding OpenCV's FaceDetectorYN applies.
     """
     parts = []
-    for stride in STRIDES:
+    for stride in strides:
         cls = np.clip(outputs[f"cls_{stride}"][index, :, 0], 0.0, 1.0)
         obj = np.clip(outputs[f"obj_{stride}"][index, :, 0], 0.0, 1.0)
         scores = np.sqrt(cls * obj)
@@ -84,18 +89,24 @@ def decode_yunet(
     return _concat(parts)
 
 
-def decode_scrfd(outputs: Sequence[np.ndarray], index: int, canvas_hw: tuple[int, int], threshold: float) -> Detections:
-    """Candidates from insightface SCRFD outputs, in the model's order: scores, boxes, landmarks per stride 8/16/32.
+def decode_scrfd(
+    outputs: Sequence[np.ndarray],
+    index: int,
+    canvas_hw: tuple[int, int],
+    threshold: float,
+    strides: Sequence[int],
+) -> Detections:
+    """Candidates from insightface SCRFD outputs, in the model's order: scores per stride, then boxes, then landmarks.
 
     Two anchors per cell; boxes are distances (left, top, right, bottom) from the cell
     centre and landmarks offsets from it, both in stride units. Outputs may carry a
     batch dimension ([N, A, c]) or not ([A, c], batch-1 exports).
     """
-    n = len(STRIDES)
+    n = len(strides)
     if len(outputs) != 3 * n:
         raise ValueError(f"SCRFD has {3 * n} outputs (with landmarks), got {len(outputs)}")
     parts = []
-    for i, stride in enumerate(STRIDES):
+    for i, stride in enumerate(strides):
         scores, bbox, kps = (_item(outputs[i + j * n], index) for j in range(3))
         scores = scores[:, 0]
         keep = np.flatnonzero(scores >= threshold)

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 from streams.cli.produce import image_event
 from streams.codecs import AvroCodec
 from streams.kafka import TopicNames, confluent_consumer, confluent_producer, ensure_topics
-from tests.kafka_broker import free_port
+from tests.ports import free_port
 from tests.topic_reader import read_topic
 from tests.worker_process import WorkerProcess
 

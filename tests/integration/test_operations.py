@@ -36,8 +36,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import TopicNames, confluent_consumer, ensure_topics
 from streams.kafka.lag import partition_lag
-from tests.kafka_broker import REPO, free_port, local_broker
+from tests.kafka_broker import REPO, local_broker
 from tests.photos import NO_FACE, PORTRAITS
+from tests.ports import free_port
 from tests.topic_reader import read_topic
 from tests.worker_process import WorkerProcess
 

@@ -21,7 +21,7 @@ from streams.codecs import AvroCodec
 from streams.errors import ErrorCode
 from streams.kafka import TopicNames, confluent_producer, ensure_topics
 from tests.integration.test_rerank_stream import wait_for_gallery
-from tests.kafka_broker import free_port
+from tests.ports import free_port
 from tests.topic_reader import read_topic
 from tests.worker_process import WorkerProcess
 

@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 
 from streams.codecs import AvroCodec
 from streams.kafka import TopicNames, confluent_producer, ensure_topics
+from streams.models.families import SFACE
 from streams.ranking import METHODS
 from tests.kafka_broker import REPO
 from tests.topic_reader import read_topic
@@ -77,7 +78,7 @@ def test_obama_ranks_first_and_the_gallery_survives_a_restart(stream_settings, p
             assert result["source"]["topic"] == topics.queries
             before[method] = ranking(result)
         cosine = dict((i, s) for i, _, s in before["cosine"])
-        assert cosine["obama"] > 0.5 and cosine["biden"] < 0.363 and cosine["astronaut"] < 0.363  # SFace's threshold
+        assert cosine["obama"] > 0.5 and cosine["biden"] < SFACE.same_person and cosine["astronaut"] < SFACE.same_person
 
         code, dead = query(settings, photo_paths["obama2.jpg"], "nobody")
         assert (code, dead["error"]["code"]) == (1, "UNKNOWN_GALLERY")

@@ -23,7 +23,7 @@ from streams.errors import BackendError, BackendNotReady
 from streams.inference import create_backend
 from streams.inference.onnx import OnnxBackend
 from streams.inference.triton import TritonBackend
-from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
+from streams.models.families import SFACE, YUNET
 from streams.pipeline import FacePipeline
 from streams.vision.letterbox import letterbox_batch
 from tests.fixtures_triton import TritonServerError, triton_server
@@ -68,11 +68,11 @@ async def test_start_reads_names_types_and_batch_limits_from_the_server(triton, 
     assert await triton.is_ready()
     detector = triton.model_info(settings.detector_model)
     embedder = triton.model_info(settings.embedder_model)
-    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(DETECTOR_INPUT, "UINT8", (-1, -1, -1, 3))]
-    assert sorted(t.name for t in detector.outputs) == sorted(DETECTOR_OUTPUTS)
+    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(YUNET.input, "UINT8", (-1, -1, -1, 3))]
+    assert sorted(t.name for t in detector.outputs) == sorted(YUNET.outputs)
     assert {t.datatype for t in detector.outputs} == {"FP32"}
-    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(EMBEDDER_INPUT, "UINT8", (-1, 112, 112, 3))]
-    assert [(t.name, t.shape) for t in embedder.outputs] == [(EMBEDDER_OUTPUT, (-1, 128))]
+    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(SFACE.input, "UINT8", (-1, 112, 112, 3))]
+    assert [(t.name, t.shape) for t in embedder.outputs] == [(SFACE.output, (-1, 128))]
     for info in (detector, embedder):
         assert info.max_batch_size == _committed_config(settings, info.name).max_batch_size
         assert info.version == "1"
@@ -93,7 +93,7 @@ async def test_detector_and_embedder_outputs_equal_onnx_runtime_on_photos(triton
     assert len(faces) >= len(PORTRAITS), "each portrait gives a face at least"
     expected = await onnx.infer(settings.embedder_model, faces)
     actual = await triton.infer(settings.embedder_model, faces)
-    np.testing.assert_allclose(actual[EMBEDDER_OUTPUT], expected[EMBEDDER_OUTPUT], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(actual[SFACE.output], expected[SFACE.output], rtol=0, atol=TOLERANCE)
 
 
 async def test_pipeline_on_triton_gives_the_faces_of_onnx_runtime(triton, onnx, settings, photo_bytes) -> None:
@@ -222,7 +222,7 @@ async def test_a_server_back_within_the_retry_budget_serves_the_request(relay, s
     await backend.close()
     assert _retry_warnings(caplog) >= 1
     expected = await onnx.infer(settings.embedder_model, FACES)
-    np.testing.assert_allclose(outputs[EMBEDDER_OUTPUT], expected[EMBEDDER_OUTPUT], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(outputs[SFACE.output], expected[SFACE.output], rtol=0, atol=TOLERANCE)
 
 
 async def test_a_silent_server_hits_the_per_request_timeout_on_every_attempt(relay, settings, caplog) -> None:

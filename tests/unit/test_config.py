@@ -88,7 +88,10 @@ def test_a_value_a_setting_does_not_take_is_one_line_naming_the_variable(env, me
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"processing_guarantee": "exactly-once"}, "processing_guarantee='exactly-once' is not one of at_least_once, exactly_once (FACESTREAM_PROCESSING_GUARANTEE)"),
+        (
+            {"processing_guarantee": "exactly-once"},
+            "processing_guarantee='exactly-once' is not one of at_least_once, exactly_once (FACESTREAM_PROCESSING_GUARANTEE)",
+        ),
         ({"decode_threads": -1}, "decode_threads=-1 must be at least 1 (FACESTREAM_DECODE_THREADS)"),
         ({"max_batch": "16"}, "max_batch='16' is not an integer (FACESTREAM_MAX_BATCH)"),
         ({"max_batch": True}, "max_batch=True is not an integer (FACESTREAM_MAX_BATCH)"),

@@ -7,7 +7,7 @@ import pytest
 
 from streams.errors import BackendError, BackendNotReady
 from streams.inference.onnx import DETECTOR_MAX_BATCH, EMBEDDER_MAX_BATCH, OnnxBackend
-from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
+from streams.models.families import SFACE, YUNET
 from tests.unit.serving_models import serving_settings
 
 
@@ -22,12 +22,12 @@ async def backend():
 async def test_metadata_describes_the_serving_variants(backend):
     settings = serving_settings()
     detector = backend.model_info(settings.detector_model)
-    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(DETECTOR_INPUT, "UINT8", (-1, -1, -1, 3))]
-    assert [t.name for t in detector.outputs] == list(DETECTOR_OUTPUTS)
+    assert [(t.name, t.datatype, t.shape) for t in detector.inputs] == [(YUNET.input, "UINT8", (-1, -1, -1, 3))]
+    assert [t.name for t in detector.outputs] == list(YUNET.outputs)
     assert detector.max_batch_size == 8 and detector.version == "1"
     embedder = backend.model_info(settings.embedder_model)
-    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(EMBEDDER_INPUT, "UINT8", (-1, 112, 112, 3))]
-    assert [(t.name, t.datatype, t.shape) for t in embedder.outputs] == [(EMBEDDER_OUTPUT, "FP32", (-1, 128))]
+    assert [(t.name, t.datatype, t.shape) for t in embedder.inputs] == [(SFACE.input, "UINT8", (-1, 112, 112, 3))]
+    assert [(t.name, t.datatype, t.shape) for t in embedder.outputs] == [(SFACE.output, "FP32", (-1, 128))]
     assert await backend.is_ready()
 
 
@@ -37,9 +37,9 @@ async def test_infer_returns_outputs_by_name(backend, photo_bytes):
         (112, 112),
     )
     out = await backend.infer(serving_settings().embedder_model, np.stack([face, face[:, ::-1]]))
-    assert list(out) == [EMBEDDER_OUTPUT]
-    assert out[EMBEDDER_OUTPUT].shape == (2, 128) and out[EMBEDDER_OUTPUT].dtype == np.float32
-    assert not np.allclose(out[EMBEDDER_OUTPUT][0], out[EMBEDDER_OUTPUT][1])
+    assert list(out) == [SFACE.output]
+    assert out[SFACE.output].shape == (2, 128) and out[SFACE.output].dtype == np.float32
+    assert not np.allclose(out[SFACE.output][0], out[SFACE.output][1])
 
 
 async def test_a_wrong_batch_is_a_backend_error(backend):

@@ -8,14 +8,15 @@ import pytest
 
 import streams.pipeline
 from streams.errors import ErrorCode, ImageRejected
+from streams.inference.backend import InferenceBackend, ModelInfo, TensorSpec
 from streams.inference.onnx import OnnxBackend
-from streams.models.catalog import SFACE, YUNET
-from streams.pipeline import FacePipeline
+from streams.models import catalog
+from streams.models.families import SFACE
+from streams.pipeline import FacePipeline, ModelIdentity
 from streams.vision.letterbox import letterbox_batch, letterbox_scale
 from tests.photos import OBAMA, PORTRAITS
+from tests.unit.scrfd import scrfd_outputs
 from tests.unit.serving_models import serving_settings
-
-SFACE_THRESHOLD = 0.363  # SFace's published cosine threshold for "same person"
 
 
 @pytest.fixture
@@ -57,16 +58,17 @@ async def test_same_person_is_close_and_different_people_are_far(faces):
     for a, b in itertools.combinations(OBAMA, 2):
         assert float(emb[a] @ emb[b]) > 0.5, (a, b)
     for obama in OBAMA:
-        assert float(emb[obama] @ emb["biden.jpg"]) < SFACE_THRESHOLD
-        assert float(emb[obama] @ emb["astronaut.png"]) < SFACE_THRESHOLD
+        assert float(emb[obama] @ emb["biden.jpg"]) < SFACE.same_person
+        assert float(emb[obama] @ emb["astronaut.png"]) < SFACE.same_person
 
 
 async def test_embeddings_agree_with_opencv_face_detector_and_recognizer(faces, images):
     """OpenCV's FaceDetectorYN sees what our detector sees (the letterboxed, shrunk picture);
     FaceRecognizerSF.alignCrop + feature then run on the original pixels, as our aligner does."""
     settings = serving_settings()
-    detector = cv2.FaceDetectorYN.create(str(settings.model_path / YUNET.filename), "", (320, 320), 0.6, 0.3, 5000)
-    recognizer = cv2.FaceRecognizerSF.create(str(settings.model_path / SFACE.filename), "")
+    yunet_file = str(settings.model_path / catalog.YUNET.filename)
+    detector = cv2.FaceDetectorYN.create(yunet_file, "", (320, 320), 0.6, 0.3, 5000)
+    recognizer = cv2.FaceRecognizerSF.create(str(settings.model_path / catalog.SFACE.filename), "")
     for name, image in images.items():
         h, w = image.shape[:2]
         scale = letterbox_scale(h, w, settings.canvas_size)
@@ -149,3 +151,55 @@ async def test_decode_is_a_separate_step_with_typed_errors(pipeline):
 def test_unknown_detector_format_is_refused():
     with pytest.raises(ValueError, match="detector_format"):
         FacePipeline(OnnxBackend(serving_settings()), serving_settings().replace(detector_format="retina"))
+
+
+class _ScrfdDeployment(InferenceBackend):
+    """An SCRFD detector finding one encoded face, beside an SFace embedder: metadata as Triton would give it."""
+
+    kind = "triton"
+
+    def __init__(self, settings, detector_outputs):
+        super().__init__()
+        self._settings = settings
+        self._detections = {str(i): out for i, out in enumerate(detector_outputs)}  # exports number their outputs
+        self._info = {
+            settings.detector_model: ModelInfo(
+                settings.detector_model,
+                "3",
+                (TensorSpec("input.1", "UINT8", (-1, -1, -1, 3)),),
+                tuple(TensorSpec(name, "FP32", (-1, -1, out.shape[-1])) for name, out in self._detections.items()),
+                1,
+            ),
+            settings.embedder_model: ModelInfo(
+                settings.embedder_model,
+                "2",
+                (TensorSpec(SFACE.input, "UINT8", (-1, 112, 112, 3)),),
+                (TensorSpec(SFACE.output, "FP32", (-1, SFACE.dim)),),
+                8,
+            ),
+        }
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def is_ready(self) -> bool:
+        return True
+
+    async def infer(self, model, batch):
+        if model == self._settings.detector_model:
+            return dict(self._detections)
+        return {SFACE.output: np.ones((len(batch), SFACE.dim), np.float32)}
+
+
+async def test_an_scrfd_deployment_decodes_scrfd_outputs_and_says_so_in_its_identity():
+    settings = serving_settings().replace(detector_format="scrfd", canvas_size=320)
+    box = np.array([100, 80, 180, 190], np.float32)
+    marks = np.array([[120, 120], [160, 121], [140, 145], [125, 170], [158, 171]], np.float32)
+    cell = (136 // 16) * (320 // 16) + 140 // 16
+    pipeline = FacePipeline(_ScrfdDeployment(settings, scrfd_outputs([(16, cell, 1, box, marks)], 320)), settings)
+    (result,) = await pipeline.process([np.zeros((320, 320, 3), np.uint8)])
+    (face,) = result.faces
+    np.testing.assert_allclose(face.bbox, box, atol=1e-3)
+    np.testing.assert_allclose(face.landmarks, marks, atol=1e-3)
+    assert pipeline.identity == ModelIdentity(detector="scrfd", embedder="sface-2021dec", dim=128, version="2")

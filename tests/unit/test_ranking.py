@@ -36,7 +36,7 @@ def test_params_become_keyword_arguments_of_their_types():
     ("method", "params", "message"),
     [
         ("cosine", {"k1": 20.0}, r"unknown parameter\(s\) \['k1'\]; this method takes \[\]"),
-        ("k_reciprocal", {"k3": 1.0, "alpha": 2.0}, r"\['alpha', 'k3'\]; this method takes \['k1', 'k2', 'lambda_value'\]"),
+        ("k_reciprocal", {"k3": 1.0, "alpha": 2.0}, r"\['alpha', 'k3'\]; this method takes \['k1', 'k2', 'lambda_v"),
         ("k_reciprocal", {"k1": 2.5}, "parameter k1 must be an integer, got 2.5"),
         ("query_expansion", {"neighbours": 1e-3}, "parameter neighbours must be an integer"),
     ],
@@ -111,6 +111,7 @@ async def test_every_method_passes_the_callers_threads_to_the_re_ranker(name, mo
     seen = []
     for function in ("cosine_topk", "query_expansion", "k_reciprocal"):
         real = getattr(rerank, function)
-        monkeypatch.setattr(rerank, function, lambda *a, _real=real, **kw: seen.append(kw["threads"]) or _real(*a, **kw))
+        spy = lambda *a, _real=real, **kw: seen.append(kw["threads"]) or _real(*a, **kw)  # noqa: E731
+        monkeypatch.setattr(rerank, function, spy)
     await METHODS[name].run(QUERY, GALLERY, 2, {}, threads=2)
     assert seen == [2]

@@ -10,8 +10,8 @@ import pytest
 
 from streams import rerank
 from streams.agents.rerank import QueryRanker
-from streams.app import create_app
 from streams.config import Settings
+from streams.context import WorkerContext
 from streams.gallery import Galleries
 
 
@@ -28,9 +28,9 @@ def query_event(ctx, method: str) -> SimpleNamespace:
 
 @pytest.mark.parametrize("method", ["cosine", "k_reciprocal", "query_expansion"])
 async def test_queries_run_on_the_threads_of_the_settings_the_app_was_made_with(method, monkeypatch, tmp_path):
-    """create_app(Settings(rerank_threads=N)) ranks with N threads, whatever FACESTREAM_RERANK_THREADS says."""
+    """A worker made from Settings(rerank_threads=N) ranks with N threads, whatever FACESTREAM_RERANK_THREADS says."""
     monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "7")
-    ctx = create_app(Settings(rerank_threads=3, data_dir=str(tmp_path))).facestream
+    ctx = WorkerContext.from_settings(Settings(rerank_threads=3, data_dir=str(tmp_path)))
     seen = []
     real = getattr(rerank, {"cosine": "cosine_topk"}.get(method, method))
     monkeypatch.setattr(rerank, real.__name__, lambda *a, **kw: seen.append(kw["threads"]) or real(*a, **kw))

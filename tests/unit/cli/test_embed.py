@@ -3,6 +3,7 @@ import json
 import pytest
 
 from streams.cli import main
+from streams.models.families import SFACE
 from tests.unit.serving_models import serving_settings
 
 
@@ -27,7 +28,7 @@ def test_embed_prints_one_json_object_per_image_and_goes_on_after_errors(photo_p
         assert found["model"] == {"detector": "yunet-2023mar", "embedder": "sface-2021dec", "dim": 128, "version": "1"}
         assert {"decode", "detect", "embed", "total"} <= set(found["timings_ms"])
     cosine = sum(a * b for a, b in zip(obama["faces"][0]["embedding"], biden["faces"][0]["embedding"], strict=True))
-    assert cosine < 0.363
+    assert cosine < SFACE.same_person
 
 
 def test_usage_errors_exit_non_zero():

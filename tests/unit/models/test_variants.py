@@ -6,15 +6,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from streams.models.catalog import (
-    DETECTOR_INPUT,
-    DETECTOR_OUTPUTS,
-    EMBEDDER_INPUT,
-    EMBEDDER_OUTPUT,
-    SFACE,
-    YUNET,
-    serving_path,
-)
+from streams.models import catalog
+from streams.models.catalog import serving_path
+from streams.models.families import SFACE, YUNET
 from streams.models.variants import detector_variant
 from streams.vision.align import align_faces
 from streams.vision.detect import FaceFilter, decode_yunet, select_faces
@@ -38,8 +32,8 @@ def sessions(settings):
     return {
         "detector": load(serving_path(settings, settings.detector_model)),
         "embedder": load(serving_path(settings, settings.embedder_model)),
-        "yunet": load(settings.model_path / YUNET.filename),
-        "sface": load(settings.model_path / SFACE.filename),
+        "yunet": load(settings.model_path / catalog.YUNET.filename),
+        "sface": load(settings.model_path / catalog.SFACE.filename),
     }
 
 
@@ -52,11 +46,11 @@ def canvas(photo_bytes):
 
 def test_detector_variant_equals_yunet_on_real_photos(sessions, canvas):
     _, batch, _ = canvas
-    ours = sessions["detector"].run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: batch})  # whole batch in one call
+    ours = sessions["detector"].run(list(YUNET.outputs), {YUNET.input: batch})  # whole batch in one call
     for i in range(len(batch)):
         nchw = batch[i : i + 1].transpose(0, 3, 1, 2).astype(np.float32)  # YuNet: BGR, 0..255, no normalisation
-        upstream = sessions["yunet"].run(list(DETECTOR_OUTPUTS), {"input": nchw})
-        for name, a, b in zip(DETECTOR_OUTPUTS, ours, upstream, strict=True):
+        upstream = sessions["yunet"].run(list(YUNET.outputs), {"input": nchw})
+        for name, a, b in zip(YUNET.outputs, ours, upstream, strict=True):
             assert a[i : i + 1].shape == b.shape, name
             assert np.abs(a[i : i + 1] - b).max() <= 1e-4, name
 
@@ -64,7 +58,7 @@ def test_detector_variant_equals_yunet_on_real_photos(sessions, canvas):
 def test_embedder_variant_equals_sface_on_real_faces(sessions, canvas, settings):
     images, batch, scales = canvas
     outputs = dict(
-        zip(DETECTOR_OUTPUTS, sessions["detector"].run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: batch}), strict=True)
+        zip(YUNET.outputs, sessions["detector"].run(list(YUNET.outputs), {YUNET.input: batch}), strict=True)
     )
     limits = FaceFilter(0.6, 0.3, 20, 1)
     faces = np.concatenate(
@@ -72,14 +66,14 @@ def test_embedder_variant_equals_sface_on_real_faces(sessions, canvas, settings)
             align_faces(
                 img,
                 select_faces(
-                    decode_yunet(outputs, i, (CANVAS, CANVAS), 0.6), scales[i], img.shape[:2], limits
+                    decode_yunet(outputs, i, (CANVAS, CANVAS), 0.6, YUNET.strides), scales[i], img.shape[:2], limits
                 ).landmarks,
             )
             for i, img in enumerate(images)
         ]
     )
     assert len(faces) == len(images)
-    (ours,) = sessions["embedder"].run([EMBEDDER_OUTPUT], {EMBEDDER_INPUT: faces})
+    (ours,) = sessions["embedder"].run([SFACE.output], {SFACE.input: faces})
     for k, face in enumerate(faces):
         nchw = face[None, :, :, ::-1].transpose(0, 3, 1, 2).astype(np.float32)  # SFace: RGB, 0..255 (normalises inside)
         (upstream,) = sessions["sface"].run(None, {"data": nchw})
@@ -97,8 +91,8 @@ def test_detector_variant_takes_any_batch_and_multiple_of_32_size_without_shape_
     for n, h, w in [(1, 640, 640), (3, 320, 480), (2, 96, 64)]:
         outputs = dict(
             zip(
-                DETECTOR_OUTPUTS,
-                session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: rng.integers(0, 256, (n, h, w, 3), np.uint8)}),
+                YUNET.outputs,
+                session.run(list(YUNET.outputs), {YUNET.input: rng.integers(0, 256, (n, h, w, 3), np.uint8)}),
                 strict=True,
             )
         )
@@ -111,22 +105,22 @@ def test_detector_variant_takes_any_batch_and_multiple_of_32_size_without_shape_
 
 def test_batched_rows_equal_single_rows(sessions, canvas):
     _, batch, _ = canvas
-    together = sessions["detector"].run(["bbox_8"], {DETECTOR_INPUT: batch})[0]
-    alone = sessions["detector"].run(["bbox_8"], {DETECTOR_INPUT: batch[2:3]})[0]
+    together = sessions["detector"].run(["bbox_8"], {YUNET.input: batch})[0]
+    alone = sessions["detector"].run(["bbox_8"], {YUNET.input: batch[2:3]})[0]
     assert np.abs(together[2] - alone[0]).max() <= 1e-4
 
 
 def test_variant_declares_its_wire_contract(settings):
     detector = onnx.load(serving_path(settings, settings.detector_model))
     (wire,) = detector.graph.input
-    assert wire.name == DETECTOR_INPUT
+    assert wire.name == YUNET.input
     assert wire.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_param or d.dim_value for d in wire.type.tensor_type.shape.dim] == ["batch", "height", "width", 3]
     embedder = onnx.load(serving_path(settings, settings.embedder_model))
-    assert [i.name for i in embedder.graph.input] == [EMBEDDER_INPUT]  # weights are no longer listed as inputs
-    assert [o.name for o in embedder.graph.output] == [EMBEDDER_OUTPUT]
+    assert [i.name for i in embedder.graph.input] == [SFACE.input]  # weights are no longer listed as inputs
+    assert [o.name for o in embedder.graph.output] == [SFACE.output]
 
 
 def test_generating_twice_gives_the_same_graph(settings):
-    original = onnx.load(settings.model_path / YUNET.filename)
+    original = onnx.load(settings.model_path / catalog.YUNET.filename)
     assert detector_variant(original).SerializeToString() == detector_variant(original).SerializeToString()

@@ -3,8 +3,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from streams.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, YUNET, serving_path
+from streams.models import catalog
+from streams.models.catalog import serving_path
+from streams.models.families import SCRFD, YUNET
 from streams.vision.detect import Detections, FaceFilter, anchor_centres, decode_scrfd, decode_yunet, nms, select_faces
+from tests.unit.scrfd import scrfd_outputs
 from tests.unit.serving_models import serving_settings
 
 LOOSE = FaceFilter(score_threshold=0.5, nms_threshold=0.3, min_face_size=0, max_faces=100)
@@ -26,25 +29,6 @@ def test_anchor_centres_are_row_major_cells_repeated_per_anchor():
     assert grid.tolist() == [[c, r] for r in range(2) for c in range(3) for _ in range(2)]
 
 
-def scrfd_outputs(faces: list[tuple[int, int, int, np.ndarray, np.ndarray]], canvas: int) -> list[np.ndarray]:
-    """Encode (stride, cell index, anchor, box, landmarks) the way SCRFD's heads emit them, batch of 1."""
-    scores, boxes, kps = [], [], []
-    for stride in (8, 16, 32):
-        anchors = (canvas // stride) ** 2 * 2
-        scores.append(np.full((1, anchors, 1), 0.01, np.float32))
-        boxes.append(np.zeros((1, anchors, 4), np.float32))
-        kps.append(np.zeros((1, anchors, 10), np.float32))
-    for stride, cell, anchor, box, marks in faces:
-        level = (8, 16, 32).index(stride)
-        cols = canvas // stride
-        centre = np.array([cell % cols, cell // cols], np.float32) * stride
-        row = cell * 2 + anchor
-        scores[level][0, row, 0] = 0.95
-        boxes[level][0, row] = np.concatenate([centre - box[:2], box[2:] - centre]) / stride
-        kps[level][0, row] = ((marks - centre) / stride).ravel()
-    return scores + boxes + kps
-
-
 def test_scrfd_layout_decodes_back_to_the_encoded_faces():
     box_a, marks_a = (
         np.array([100, 80, 180, 190], np.float32),
@@ -57,7 +41,7 @@ def test_scrfd_layout_decodes_back_to_the_encoded_faces():
     cell_a = (136 // 16) * (320 // 16) + 140 // 16
     cell_b = (96 // 32) * (320 // 32) + 360 // 32
     outputs = scrfd_outputs([(16, cell_a, 1, box_a, marks_a), (32, cell_b, 0, box_b, marks_b)], 320)
-    faces = select_faces(decode_scrfd(outputs, 0, (320, 320), 0.5), 1.0, (320, 480), LOOSE)
+    faces = select_faces(decode_scrfd(outputs, 0, (320, 320), 0.5, SCRFD.strides), 1.0, (320, 480), LOOSE)
     assert len(faces) == 2
     order = np.argsort(faces.boxes[:, 0])
     np.testing.assert_allclose(faces.boxes[order], [box_a, box_b], atol=1e-3)
@@ -67,7 +51,7 @@ def test_scrfd_layout_decodes_back_to_the_encoded_faces():
 def test_scrfd_batch_one_exports_without_batch_dimension():
     box, marks = np.array([10, 10, 60, 70], np.float32), np.tile(np.array([[30, 40]], np.float32), (5, 1))
     outputs = [o[0] for o in scrfd_outputs([(8, (40 // 8) * 8 + 32 // 8, 0, box, marks)], 64)]
-    faces = decode_scrfd(outputs, 0, (64, 64), 0.5)
+    faces = decode_scrfd(outputs, 0, (64, 64), 0.5, SCRFD.strides)
     np.testing.assert_allclose(faces.boxes, [box], atol=1e-3)
 
 
@@ -93,12 +77,12 @@ def test_yunet_decoding_matches_opencv_face_detector(photo_paths):
     session = ort.InferenceSession(
         str(serving_path(settings, settings.detector_model)), providers=["CPUExecutionProvider"]
     )
-    outputs = dict(
-        zip(DETECTOR_OUTPUTS, session.run(list(DETECTOR_OUTPUTS), {DETECTOR_INPUT: canvas[None]}), strict=True)
-    )
-    ours = select_faces(decode_yunet(outputs, 0, (640, 640), 0.6), 1.0, (640, 640), FaceFilter(0.6, 0.3, 0, 100))
+    outputs = dict(zip(YUNET.outputs, session.run(list(YUNET.outputs), {YUNET.input: canvas[None]}), strict=True))
+    candidates = decode_yunet(outputs, 0, (640, 640), 0.6, YUNET.strides)
+    ours = select_faces(candidates, 1.0, (640, 640), FaceFilter(0.6, 0.3, 0, 100))
 
-    opencv = cv2.FaceDetectorYN.create(str(settings.model_path / YUNET.filename), "", (640, 640), 0.6, 0.3, 5000)
+    yunet_file = str(settings.model_path / catalog.YUNET.filename)
+    opencv = cv2.FaceDetectorYN.create(yunet_file, "", (640, 640), 0.6, 0.3, 5000)
     _, reference = opencv.detect(canvas)
     assert len(ours) == len(reference) == 1
     x, y, w, h = reference[0, :4]
