@@ -1,3 +1,26 @@
-"""facestream: face embeddings and re-ranking as a Kafka stream processor."""
+"""facestream: face embeddings and re-ranking as a Kafka stream processor.
+
+Where to start reading:
+
+* :mod:`streams.app` builds a worker: a faust app with the agents, the web
+  pages and the services of :mod:`streams.context`.
+* :mod:`streams.agents` holds the agents. ``embed`` turns ``ImageEvent``s into
+  ``FaceEmbeddings``; ``rerank`` keeps the galleries and answers ``RerankQuery``s.
+  ``outputs`` is the promise every agent keeps: exactly one output per input,
+  and no offset is committed before its output is acknowledged.
+* :mod:`streams.pipeline` is the face pipeline: detection -> five-point
+  alignment -> embedding, on a :mod:`streams.inference` backend (ONNX Runtime
+  in-process, or Triton), with the image work in :mod:`streams.vision` and the
+  model facts in :mod:`streams.models`.
+* :mod:`streams.ranking` holds the ranking methods, over the C++ re-ranker
+  bound in :mod:`streams.rerank`; :mod:`streams.gallery` keeps galleries as
+  matrices.
+* :mod:`streams.kafka` is all Kafka plumbing: client settings, credentials,
+  topics, lag, safe commits, one producer and one read loop.
+* The contract: :mod:`streams.codecs` (Avro frames, with the strict walk of
+  :mod:`streams.avro_walk`), ``schemas/*.avsc``, :mod:`streams.errors` (the
+  dead-letter codes) and :mod:`streams.bounds` (what a record may hold).
+* :mod:`streams.config` is every setting; :mod:`streams.cli` every command.
+"""
 
 __version__ = "0.1.0"
