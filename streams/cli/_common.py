@@ -2,7 +2,7 @@
 
 A command that talks to Kafka starts from :class:`KafkaCommand` (settings, the
 credential check, topic names, the codec); a command that is given photos
-walks its arguments with :func:`image_files` and embeds them in-process with
+walks its arguments with :func:`files_under` and embeds them in-process with
 :func:`embed_photos`. Records read back are shown through :func:`printable`.
 The ``error`` objects commands print carry a dead-letter code
 (:class:`~streams.errors.ErrorCode`) or one of the codes below, which only a
@@ -37,7 +37,7 @@ NOT_SENT = "NOT_SENT"
 #: No answer came in time.
 TIMEOUT = "TIMEOUT"
 
-#: Files a directory argument contributes: the formats the pipeline decodes, by their usual extensions.
+#: The formats the pipeline decodes, by their usual file extensions.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 #: Values of an embedding :func:`printable` shows unless asked for all.
 SHORT_EMBEDDING = 4
@@ -90,12 +90,17 @@ def _field(name: str, value: Any, full: bool) -> Any:
     return printable(value, full)
 
 
-def image_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The paths as given, each directory replaced by the images under it (any depth, by extension, sorted)."""
+def files_under(paths: Iterable[Path | str], suffixes: frozenset[str] | None = None) -> list[Path]:
+    """The paths as given, each directory replaced by the files under it, at any depth, sorted.
+
+    With ``suffixes``, a directory contributes only the files with one of
+    them (in any case); a file named on the command line is always taken.
+    """
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            wanted = (p for p in path.rglob("*") if suffixes is None or p.suffix.lower() in suffixes)
+            files += sorted(p for p in wanted if p.is_file())
         else:
             files.append(path)
     return files

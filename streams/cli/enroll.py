@@ -2,7 +2,7 @@
 
 Each photo gives one subject, the largest face in it (the person the photo is
 of, not a face in the background), embedded in-process with the ONNX pipeline.
-A directory stands for the photos under it. A photo that cannot be read or
+A directory stands for the images under it (by extension). A photo that cannot be read or
 holds no face is reported and skipped; the others are still enrolled. One JSON
 object per photo is printed; the exit status is 0 only when every photo was
 enrolled and acknowledged by Kafka.
@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from ._common import NO_FACE, KafkaCommand, embed_photos, error, image_files, largest_face
+from ._common import IMAGE_SUFFIXES, NO_FACE, KafkaCommand, embed_photos, error, files_under, largest_face
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     topic = command.topics.gallery
     reports = []
     producer = command.producer(flush_s=30)
-    photos = image_files(args.paths)
+    photos = files_under(args.paths, IMAGE_SUFFIXES)  # a folder's notes and thumbnails are not subjects
     for path, result in zip(photos, embed_photos([str(p) for p in photos]), strict=True):
         subject = path.stem if args.subject_from == "stem" else path.name
         face = None if "error" in result else largest_face(result)

@@ -2,7 +2,8 @@
 
 Each file's base name is its event id (``-k`` appended for ``--repeat``), so
 results can be matched back to files; it is also the record key. A directory
-stands for the images under it.
+stands for every file under it: the worker answers each, a file that is not
+an image with its dead letter.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import KafkaCommand, image_files
+from ._common import KafkaCommand, files_under
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("produce", help="publish image files as ImageEvents")
-    parser.add_argument("paths", nargs="+", type=Path, help="image files, or folders of them (recursed)")
+    parser.add_argument("paths", nargs="+", type=Path, help="files, or folders (recursed)")
     parser.add_argument("--topic", help="target topic (default <prefix>images)")
     parser.add_argument("--rate", type=float, default=0.0, help="events per second (default: as fast as possible)")
     parser.add_argument("--repeat", type=int, default=1, help="publish each file K times, ids suffixed -1..-K")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     command = KafkaCommand("produce")
     topic = args.topic or command.topics.images
-    files = image_files(args.paths)
+    files = files_under(args.paths)
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         print(f"facestream produce: no such file: {', '.join(missing)}", file=sys.stderr)

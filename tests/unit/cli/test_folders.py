@@ -1,4 +1,9 @@
-"""``enroll DIR`` and ``produce DIR``: a folder stands for the images under it, at any depth, in sorted order."""
+"""``enroll DIR`` and ``produce DIR``: a folder stands for the files under it, at any depth, in sorted order.
+
+``enroll`` takes only the images of a folder (by extension): a note or a
+thumbnail database is no subject. ``produce`` publishes every file, and the
+worker answers each, a file that is not an image with its dead letter.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def people(photo_paths, tmp_path):
     return folder
 
 
-def test_enroll_a_folder_enrolls_each_photo_in_it(people, published, capsys, monkeypatch):
+def test_enroll_a_folder_enrolls_each_image_in_it(people, published, capsys, monkeypatch):
     monkeypatch.setenv("FACESTREAM_MODEL_REPOSITORY", serving_settings().model_repository)
 
     assert main(["enroll", str(people), "--gallery", "staff"]) == 0
@@ -42,21 +47,22 @@ def test_enroll_a_folder_enrolls_each_photo_in_it(people, published, capsys, mon
     assert all(len(e["embedding"]) == 128 and e["model"]["dim"] == 128 for _, _, e in entries)
 
 
-def test_produce_a_folder_publishes_each_image_in_it(people, published, capsys):
+def test_produce_a_folder_publishes_each_file_in_it(people, published, capsys):
     assert main(["produce", "--no-progress", str(people)]) == 0
 
+    files = [".DS_Store", "astronaut.png", "more/biden.JPG", "notes.txt", "obama.jpg"]
     events = published()
-    assert [(topic, key) for topic, key, _ in events] == [
-        ("face.images", "astronaut.png"), ("face.images", "biden.JPG"), ("face.images", "obama.jpg"),
-    ]
-    assert [e["image"] for _, _, e in events] == [
-        (people / name).read_bytes() for name in ("astronaut.png", "more/biden.JPG", "obama.jpg")
-    ]
-    assert capsys.readouterr().out == "produced 3 events to face.images: 3 acknowledged, 0 failed\n"
+    assert [(topic, key) for topic, key, _ in events] == [("face.images", name.split("/")[-1]) for name in files]
+    assert [e["image"] for _, _, e in events] == [(people / name).read_bytes() for name in files]
+    assert capsys.readouterr().out == "produced 5 events to face.images: 5 acknowledged, 0 failed\n"
 
 
-def test_files_named_on_the_command_line_are_taken_as_they_are(people, published, capsys):
-    """Only a folder is filtered by extension: a file named explicitly is the user's choice, and gets its answer."""
-    assert main(["produce", "--no-progress", str(people / "notes.txt"), str(people / "obama.jpg")]) == 0
+def test_enroll_takes_a_file_named_on_the_command_line_as_it_is(people, published, capsys, monkeypatch):
+    """Only a folder is filtered by extension: a file named explicitly gets its answer, here why it is no photo."""
+    monkeypatch.setenv("FACESTREAM_MODEL_REPOSITORY", serving_settings().model_repository)
 
-    assert [key for _, key, _ in published()] == ["notes.txt", "obama.jpg"]
+    assert main(["enroll", str(people / "notes.txt"), str(people / "obama.jpg"), "--gallery", "staff"]) == 1
+
+    notes, obama = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (notes["enrolled"], notes["error"]["code"], obama["enrolled"]) == (False, "UNKNOWN_IMAGE_FORMAT", True)
+    assert [e["subject_id"] for _, _, e in published()] == ["obama"]
