@@ -23,7 +23,7 @@ $(STAMP)/models: $(STAMP)/install
 	@touch $@
 
 $(STAMP)/photos: $(STAMP)/install
-	$(PY) -m tests.photos >/dev/null
+	$(PY) -m tests.support.photos >/dev/null
 	@touch $@
 
 $(STAMP)/kafka: scripts/kafka/pom.xml
@@ -35,7 +35,7 @@ $(STAMP)/triton: scripts/triton-venv
 	@mkdir -p $(STAMP) && touch $@
 
 demo: setup  ## broker, worker, sample photos, similarities; stops what it started
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 test: setup  ## the whole suite, integration tests against a real broker and a real Triton server included
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -44,9 +44,9 @@ test-unit: $(STAMP)/install
 	$(PY) -m pytest -q -m "not integration"
 
 bench: setup
-	$(PY) perf/bench_rerank.py
-	$(PY) perf/bench_inference.py
-	$(PY) perf/bench_stream.py
+	$(PY) -m perf.bench_rerank
+	$(PY) -m perf.bench_inference
+	$(PY) -m perf.bench_stream
 
 kafka-up: $(STAMP)/kafka
 	scripts/kafka-local start
@@ -55,7 +55,7 @@ kafka-down:
 	scripts/kafka-local stop
 
 triton-up: $(STAMP)/models $(STAMP)/triton  ## a real Triton server (PyTriton, CPU) on 8000/8001/8002, foreground
-	.venv-triton/bin/python scripts/triton_serve.py --grpc-port 8001 --http-port 8000 --metrics-port 8002
+	.venv-triton/bin/python -m scripts.triton_serve --grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 clean:
 	rm -rf build .cache/stamps .pytest_cache

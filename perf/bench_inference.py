@@ -5,7 +5,7 @@ ratios (Triton over in-process ONNX Runtime) compare like with like. Triton is
 measured when ``--triton-url`` is given (for instance the server of
 ``scripts/triton_serve.py``). Results go to ``perf/results/bench_inference.json``.
 
-    .venv/bin/python perf/bench_inference.py [--triton-url 127.0.0.1:8001] [--batches 1 8 32] [--repeats 5]
+    .venv/bin/python -m perf.bench_inference [--triton-url 127.0.0.1:8001] [--batches 1 8 32] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streams.config import Settings  # noqa: E402
-from streams.inference import create_backend  # noqa: E402
-from streams.pipeline import FacePipeline, infer_chunked  # noqa: E402
-from streams.vision.letterbox import letterbox_batch  # noqa: E402
-from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
+from streams.config import Settings
+from streams.inference import create_backend
+from streams.pipeline import FacePipeline, infer_chunked
+from streams.vision.letterbox import letterbox_batch
+from tests.support.photos import PORTRAITS, photo_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
 

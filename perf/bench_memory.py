@@ -14,7 +14,7 @@ stream processor around them. ``--budget-emulated`` adds a worker that holds at
 most two big images at once (``max_batch`` 1, ``agent_concurrency`` 2), what an
 80-megapixel ``max_pixels_in_flight`` allows. Prints worker/peer ratios last.
 
-    .venv/bin/python perf/bench_memory.py [--runs 3] [--events 300] [--budget-emulated]
+    .venv/bin/python -m perf.bench_memory [--runs 3] [--events 300] [--budget-emulated]
 
 Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts the local broker on free ports.
 """
@@ -37,19 +37,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from confluent_kafka import Consumer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from confluent_kafka import Consumer  # noqa: E402
-
-from streams.codecs import AvroCodec  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
-from streams.models.catalog import SFACE, YUNET  # noqa: E402
-from streams.vision.letterbox import letterbox_scale  # noqa: E402
-from tests.kafka_broker import REPO, kafka_broker  # noqa: E402
-from tests.photos import PHOTOS, PORTRAITS, photo_path  # noqa: E402
-from tests.worker_process import WorkerProcess  # noqa: E402
+from streams.codecs import AvroCodec
+from streams.config import Settings
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages
+from streams.models.catalog import SFACE, YUNET
+from streams.vision.letterbox import letterbox_scale
+from tests.support import REPO
+from tests.support.broker import kafka_broker
+from tests.support.photos import PHOTOS, PORTRAITS, photo_path
+from tests.support.worker import WorkerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_memory.json"
 BIG_CACHE = REPO / ".cache" / "bench_memory"
@@ -204,8 +202,8 @@ def peer_run(paths: list[Path], events: int) -> dict:
     """The peer on ``events`` images cycling over ``paths``: idle, then its whole run as one phase."""
     result: dict = {}
     peer = subprocess.Popen(
-        [sys.executable, __file__, "--peer", str(events), *map(str, paths)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "perf.bench_memory", "--peer", str(events), *map(str, paths)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     sampler = RssSampler(peer.pid)
     try:

@@ -9,7 +9,7 @@
 Each time is the best of a few repetitions. The ratios (numpy time / re-ranker time)
 are printed last and written with every timing to perf/results/bench_rerank.json.
 
-    .venv/bin/python perf/bench_rerank.py [--quick]
+    .venv/bin/python -m perf.bench_rerank [--quick]
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: streams and the test reference live there
+from streams import _rerank, rerank
+from tests.support import REPO
+from tests.unit import rerank_reference as reference
 
-from streams import _rerank, rerank  # noqa: E402
-from tests.unit import rerank_reference as reference  # noqa: E402
-
-RESULTS = ROOT / "perf" / "results" / "bench_rerank.json"
+RESULTS = REPO / "perf" / "results" / "bench_rerank.json"
 TOP_K = 10
 
 
@@ -132,7 +128,7 @@ def main() -> None:
         "kernels": _rerank.kernels(), "blas": blas, "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "seconds": time.perf_counter() - started, "rows": rows,
     }, indent=2))
-    print(f"\nwritten {RESULTS.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
+    print(f"\nwritten {RESULTS.relative_to(REPO)} in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

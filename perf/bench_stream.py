@@ -7,7 +7,7 @@ In the same run, with the same batch size, it measures the in-process
 pipeline's own throughput on the same photos (decode included, as in the
 worker) before and after the stream, and prints stream/pipeline last.
 
-    .venv/bin/python perf/bench_stream.py [--images 400] [--batch 16]
+    .venv/bin/python -m perf.bench_stream [--images 400] [--batch 16]
 
 Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts the local broker on free ports.
 """
@@ -26,19 +26,16 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from confluent_kafka import Consumer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from confluent_kafka import Consumer  # noqa: E402
-
-from streams.codecs import AvroCodec  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.inference import create_backend  # noqa: E402
-from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
-from streams.pipeline import FacePipeline  # noqa: E402
-from tests.kafka_broker import kafka_broker  # noqa: E402
-from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
-from tests.worker_process import WorkerProcess  # noqa: E402
+from streams.codecs import AvroCodec
+from streams.config import Settings
+from streams.inference import create_backend
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages
+from streams.pipeline import FacePipeline
+from tests.support.broker import kafka_broker
+from tests.support.photos import PORTRAITS, photo_bytes
+from tests.support.worker import WorkerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_stream.json"
 

@@ -12,10 +12,10 @@ record written after it (Kafka record timestamps). Exactly-once must show no
 duplicates; at-least-once may, and they are reported. Not part of ``make test``:
 it takes minutes.
 
-    .venv/bin/python scripts/chaos.py [--events 2000] [--kills 20] [--guarantee at_least_once]
+    .venv/bin/python -m scripts.chaos [--events 2000] [--kills 20] [--guarantee at_least_once]
                                       [--partitions 2] [--bootstrap HOST:PORT] [--seed S] [--json PATH]
 
-Without ``--bootstrap`` it uses ``tests.kafka_broker.kafka_broker()`` (``KAFKA_BOOTSTRAP_SERVERS``, else
+Without ``--bootstrap`` it uses ``tests.support.broker.kafka_broker()`` (``KAFKA_BOOTSTRAP_SERVERS``, else
 a broker of its own). The worker log and results of each run go to ``.cache/chaos/<run>/``.
 Exit status 1 when an id was lost or dead-lettered, or duplicated under exactly-once.
 """
@@ -37,19 +37,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from confluent_kafka import Consumer
 
-from confluent_kafka import Consumer  # noqa: E402
-
-from streams.cli.produce import image_event  # noqa: E402
-from streams.codecs import AvroCodec  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages  # noqa: E402
-from tests.kafka_broker import kafka_broker  # noqa: E402
-from tests.photos import PORTRAITS, photo_bytes  # noqa: E402
-from tests.topic_reader import Received, read_topic  # noqa: E402
-from tests.worker_process import WorkerProcess  # noqa: E402
+from streams.cli.produce import image_event
+from streams.codecs import AvroCodec
+from streams.config import Settings
+from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages
+from tests.support import REPO
+from tests.support.broker import kafka_broker
+from tests.support.photos import PORTRAITS, photo_bytes
+from tests.support.topics import Received, read_topic
+from tests.support.worker import WorkerProcess
 
 RUNS = REPO / ".cache" / "chaos"
 #: Kills fall between these fractions of the stream: the first batches and the tail stay calm.
@@ -359,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], default="at_least_once")
     parser.add_argument("--partitions", type=int, default=2)
-    parser.add_argument("--bootstrap", help="a running broker (default: tests.kafka_broker.kafka_broker())")
+    parser.add_argument("--bootstrap", help="a running broker (default: tests.support.broker.kafka_broker())")
     parser.add_argument("--seed", type=int, default=None, help="draws the kill points (default: random, printed)")
     parser.add_argument("--quiet-s", type=float, default=90.0,
                         help="give up once no output arrived for this long (default 90)")

@@ -1,4 +1,4 @@
-"""`make demo`: the whole product in one minute, on a fresh machine.
+"""`make demo` (``python -m scripts.demo``): the whole product in one minute, on a fresh machine.
 
 Starts the local Kafka broker (unless one already answers), a worker on the
 in-process ONNX Runtime backend, publishes the sample photographs, reads their
@@ -16,17 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import confluent_kafka
+from confluent_kafka import Consumer
 
-import confluent_kafka  # noqa: E402
-from confluent_kafka import Consumer  # noqa: E402
-
-from streams.codecs import AvroCodec  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.kafka import (  # noqa: E402
+from streams.codecs import AvroCodec
+from streams.config import Settings
+from streams.kafka import (
     TopicNames,
     confluent_consumer,
     confluent_producer,
@@ -34,11 +30,12 @@ from streams.kafka import (  # noqa: E402
     ensure_topics,
     messages,
 )
-from streams.models.families import SFACE  # noqa: E402
-from tests.photos import PHOTOS, fetch  # noqa: E402
-from tests.worker_process import WorkerProcess  # noqa: E402
+from streams.models.families import SFACE
+from tests.support import REPO
+from tests.support.broker import KAFKA_LOCAL
+from tests.support.photos import PHOTOS, fetch
+from tests.support.worker import WorkerProcess
 
-KAFKA_LOCAL = str(REPO / "scripts" / "kafka-local")
 WORKER_LOG = REPO / ".cache" / "demo-worker.log"
 
 

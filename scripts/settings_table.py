@@ -1,11 +1,9 @@
-"""Print the README's configuration table from streams/config.py (the one source of settings)."""
+"""Print the README's configuration table from streams/config.py (the one source of settings).
 
-import sys
-from pathlib import Path
+    .venv/bin/python -m scripts.settings_table
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streams.config import documented  # noqa: E402
+from streams.config import documented
 
 print("| variable | default | meaning |")
 print("|---|---|---|")

@@ -1,11 +1,12 @@
 """Serve the model repository's ONNX variants on a real Triton server, CPU only.
 
-Run with ``.venv-triton/bin/python`` (PyTriton bundles Triton 2.51 but pins
-numpy<2, hence its own venv; see ``scripts/triton-venv``). Each model named by a
-``<repo>/<model>/config.pbtxt`` is bound to a Triton model of the same name,
-whose inputs, outputs, max_batch_size and dynamic batcher are read from that
-config; the inference function runs ``<repo>/<model>/1/model.onnx`` with ONNX
-Runtime. A mismatch between config and graph stops the server at start-up, so
+Run from the repository root as ``.venv-triton/bin/python -m scripts.triton_serve``:
+PyTriton bundles Triton 2.51 but pins numpy<2, hence its own venv (see
+``scripts/triton-venv``), where ``streams`` is not installed but importable from
+the root. Each model named by a ``<repo>/<model>/config.pbtxt`` is bound to a
+Triton model of the same name, whose inputs, outputs, max_batch_size and dynamic
+batcher are read from that config; the inference function runs
+``<repo>/<model>/1/model.onnx`` with ONNX Runtime. A mismatch between config and graph stops the server at start-up, so
 the committed configs are checked against the generated models on every run.
 
 Why not point tritonserver at the repository directly: the bundled server has
@@ -34,11 +35,9 @@ from pytriton.triton import Triton, TritonConfig
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import triton_to_np_dtype
 
+from streams.inference.backend import ONNX_DATATYPES
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from streams.inference.backend import ONNX_DATATYPES  # noqa: E402
-
 DEFAULT_REPOSITORY = REPO / "triton-infer-custom" / "model_repository"
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from streams.errors import ErrorCode
 from streams.kafka import TopicNames, ensure_topics
-from tests.bad_inputs import bad_files
-from tests.kafka_broker import REPO
-from tests.photos import NO_FACE, PORTRAITS
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support import REPO
+from tests.support.bad_inputs import bad_files
+from tests.support.photos import NO_FACE, PORTRAITS
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

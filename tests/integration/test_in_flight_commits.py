@@ -16,9 +16,9 @@ from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 from streams.cli.produce import image_event
 from streams.codecs import AvroCodec
 from streams.kafka import TopicNames, confluent_consumer, confluent_producer, ensure_topics
-from tests.ports import free_port
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support.ports import free_port
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_a_slow_event_holds_the_commit_and_is_answered_after_a_crash(stream_sett
         producer.produce(topics.images, key=event_id.encode(), value=codec.encode("ImageEvent", record), partition=0)
     assert producer.flush(30) == 0
 
-    slow = WorkerProcess(settings, tmp_path / "slow.log", module="tests.slow_worker",
+    slow = WorkerProcess(settings, tmp_path / "slow.log", module="tests.support.slow_worker",
                          env={"FACESTREAM_TEST_SLOW_S": "300"})
     with slow:
         answered = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 3, timeout_s=90)

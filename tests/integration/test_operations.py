@@ -8,7 +8,7 @@
   503 and names the backend, and is "paused": the lag gauge climbs with every
   event produced; once the server is reachable the same worker reports 200,
   catches up, and the lag returns to 0. The server is the real Triton of
-  tests/fixtures_triton.py, behind a local TCP relay the test opens and cuts.
+  tests/support/triton.py, behind a local TCP relay the test opens and cuts.
 * A worker whose broker dies says 503 naming the broker; one stuck on an
   event it cannot answer names the stalled topic. Either way SIGTERM ends it
   within 10 s, and the unanswered event's offset stays uncommitted.
@@ -36,11 +36,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import TopicNames, confluent_consumer, ensure_topics
 from streams.kafka.lag import partition_lag
-from tests.kafka_broker import REPO, local_broker
-from tests.photos import NO_FACE, PORTRAITS
-from tests.ports import free_port
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support import REPO
+from tests.support.broker import local_broker
+from tests.support.photos import NO_FACE, PORTRAITS
+from tests.support.ports import free_port
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from streams.codecs import AvroCodec
 from streams.errors import ErrorCode
 from streams.kafka import TopicNames, confluent_producer, ensure_topics
 from tests.integration.test_rerank_stream import wait_for_gallery
-from tests.ports import free_port
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support.ports import free_port
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,7 @@ def test_every_poison_event_gets_one_dead_letter_and_its_batch_survives(
         _, dead = answers(settings, topics, images)
         answered_s = max(d["at"].timestamp() - images.sent_at[d["source"]["offset"]] for d in dead)
         growth_mib = (vm_kib(pid, "VmHWM") - peak_before) / 1024
+        print(f"hostile claim-check files: answered within {answered_s:.2f} s, peak RSS growth {growth_mib:.1f} MiB")
         assert growth_mib < 50, f"peak RSS grew {growth_mib:.0f} MiB on hostile claim-check files"
         good_photos()
 

@@ -17,9 +17,9 @@ from streams.codecs import AvroCodec
 from streams.kafka import TopicNames, confluent_producer, ensure_topics
 from streams.models.families import SFACE
 from streams.ranking import METHODS
-from tests.kafka_broker import REPO
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support import REPO
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,11 @@ from streams.config import Settings
 from streams.errors import KafkaAuthenticationFailed
 from streams.kafka import TopicNames, confluent_producer, ensure_topics, verify_kafka_credentials
 from streams.kafka.preflight import HANDSHAKE_ATTEMPTS
-from tests.kafka_broker import REPO, local_broker
-from tests.photos import PORTRAITS
-from tests.topic_reader import read_topic
-from tests.worker_process import WorkerProcess
+from tests.support import REPO
+from tests.support.broker import local_broker
+from tests.support.photos import PORTRAITS
+from tests.support.topics import read_topic
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The triton backend against a real Triton server (see ``tests/fixtures_triton.py``).
+"""The triton backend against a real Triton server (see ``tests/support/triton.py``).
 
 What matters to a worker: the backend learns the models from the server, gives
 the same answers as in-process ONNX Runtime on real photographs, says clearly
@@ -26,12 +26,12 @@ from streams.inference.triton import TritonBackend
 from streams.models.families import SFACE, YUNET
 from streams.pipeline import FacePipeline
 from streams.vision.letterbox import letterbox_batch
-from tests.fixtures_triton import TritonServerError, triton_server
-from tests.photos import PORTRAITS
+from tests.support import REPO
+from tests.support.photos import PORTRAITS
+from tests.support.triton import TritonServerError, triton_server
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 #: A small embedder batch: the failure tests are about the network, not the model.
 FACES = np.full((2, 112, 112, 3), 128, np.uint8)
@@ -59,7 +59,7 @@ async def onnx(settings: Settings):
 
 
 def _committed_config(settings: Settings, model: str) -> model_config_pb2.ModelConfig:
-    text = (ROOT / settings.model_repository / model / "config.pbtxt").read_text()
+    text = (REPO / settings.model_repository / model / "config.pbtxt").read_text()
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
@@ -269,7 +269,7 @@ async def test_is_ready_follows_the_backend_lifecycle(settings: Settings) -> Non
 
 
 def test_the_test_server_refuses_a_config_that_disagrees_with_the_graph(tmp_path: Path) -> None:
-    source = ROOT / Settings.from_env(None).model_repository / "face_embedder"
+    source = REPO / Settings.from_env(None).model_repository / "face_embedder"
     model = tmp_path / "face_embedder"
     (model / "1").mkdir(parents=True)
     (model / "1" / "model.onnx").symlink_to(source / "1" / "model.onnx")

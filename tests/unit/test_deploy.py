@@ -19,8 +19,8 @@ import yaml
 
 from streams import metrics
 from streams.config import Settings, documented, env_name
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 WEB_PORT = Settings().web_port
 SETTING_VARS = {env_name(f.name) for f in dataclasses.fields(Settings)}
 METRIC_TOKEN = re.compile(r"\b((?:facestream|process)_[a-zA-Z0-9_]+)")

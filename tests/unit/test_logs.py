@@ -8,7 +8,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from streams.logs import (
     trace_headers,
     traceparent_from_headers,
 )
+from tests.support import REPO
 
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -135,8 +135,7 @@ def test_worker_logging_config_makes_json_lines_in_a_fresh_process():
         "    logging.getLogger('faust.worker').info('batch %d done', 7)\n"
         "logging.getLogger('x').debug('below the level')\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     (line,) = done.stderr.splitlines()
     record = json.loads(line)

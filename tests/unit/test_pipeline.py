@@ -14,7 +14,7 @@ from streams.models import catalog
 from streams.models.families import SFACE
 from streams.pipeline import FacePipeline, ModelIdentity
 from streams.vision.letterbox import letterbox_batch, letterbox_scale
-from tests.photos import OBAMA, PORTRAITS
+from tests.support.photos import OBAMA, PORTRAITS
 from tests.unit.scrfd import scrfd_outputs
 from tests.unit.serving_models import serving_settings
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from streams.config import documented
+from tests.support import REPO
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-CI = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+README = (REPO / "README.md").read_text()
+CI = (REPO / ".ci" / "run").read_text()
 
 
 def test_every_setting_is_in_the_configuration_table():

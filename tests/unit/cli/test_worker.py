@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from streams.cli import main
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.support import REPO
 
 LINE = "FACESTREAM_PROCESSING_GUARANTEE='exactly-once' is not one of at_least_once, exactly_once"
 

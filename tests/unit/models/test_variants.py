@@ -13,7 +13,7 @@ from streams.models.variants import detector_variant
 from streams.vision.align import align_faces
 from streams.vision.detect import FaceFilter, decode_yunet, select_faces
 from streams.vision.letterbox import letterbox_batch
-from tests.photos import PORTRAITS
+from tests.support.photos import PORTRAITS
 from tests.unit.serving_models import serving_settings
 
 CANVAS = 640

@@ -1,4 +1,4 @@
-"""``python -m tests.slow_worker worker``: the real worker, with events keyed ``slow-*`` held in decoding.
+"""``python -m tests.support.slow_worker worker``: the real worker, with events keyed ``slow-*`` held in decoding.
 
 Fault injection for the in-flight commit test: while one actor sits on a slow
 event, the other answers the events after it, and nothing may commit past the

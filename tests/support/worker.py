@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 from streams.config import Settings
-from tests.kafka_broker import REPO
-from tests.ports import free_port
+from tests.support import REPO
+from tests.support.ports import free_port
 
 
 class WorkerProcess:

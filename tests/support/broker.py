@@ -13,11 +13,10 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
-from tests.ports import free_ports
+from tests.support import REPO
+from tests.support.ports import free_ports
 
-REPO = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 

