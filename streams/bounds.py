@@ -10,7 +10,7 @@ the original length and SHA-256.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .errors import ErrorCode, RecordError
 
@@ -33,6 +33,12 @@ def check_id(value: str, what: str, limit: int) -> None:
         raise RecordError(ErrorCode.BAD_EVENT, f"{what} of {size} bytes exceeds the limit of {limit}")
     if size == 0:
         raise RecordError(ErrorCode.BAD_EVENT, f"{what} is empty")
+
+
+def check_embedding(values: Sequence[float], what: str) -> None:
+    """``BAD_EVENT`` for an embedding longer than any model's, before it is stored or compared."""
+    if len(values) > MAX_EMBEDDING_DIM:
+        raise RecordError(ErrorCode.BAD_EVENT, f"{what} has {len(values)} values, over the limit of {MAX_EMBEDDING_DIM}")
 
 
 def check_attributes(attributes: Mapping[str, str], limit: int) -> None:

@@ -41,6 +41,13 @@ class RecordError(FacestreamError):
         self.code = code
         self.message = message
 
+    @classmethod
+    def of(cls, exc: Exception) -> RecordError:
+        """``exc`` as the record error it means: itself when typed, else ``PROCESSING_FAILED`` naming it."""
+        if isinstance(exc, RecordError):
+            return exc
+        return cls(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+
 
 class UndecodableRecord(RecordError):
     """The bytes are not a facestream Avro record (wrong frame, unknown schema, corrupt body)."""

@@ -105,20 +105,16 @@ class EmbedBatch:
             else:
                 raise RecordError(ErrorCode.BAD_EVENT, "the event carries neither image bytes nor a uri")
             item.header = self.ctx.pipeline.inspect(item.data, record["content_type"])
-        except RecordError as exc:
-            item.fail(exc)
         except Exception as exc:  # noqa: BLE001 -- whatever one event raises is that event's dead letter
-            item.fail(RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
+            item.fail(RecordError.of(exc))
         return item
 
     def _decode(self, item: Prepared) -> Prepared:
         """Decode one inspected payload (runs in the decode pool); the bytes are dropped once decoded."""
         try:
             item.image = decode_pixels(item.data, item.header)
-        except RecordError as exc:
-            item.fail(exc)
         except Exception as exc:  # noqa: BLE001 -- e.g. MemoryError on one image: its dead letter, not the batch's
-            item.fail(RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
+            item.fail(RecordError.of(exc))
         item.data = None
         return item
 
@@ -168,7 +164,7 @@ class EmbedBatch:
             except BackendError:
                 raise
             except Exception as exc:
-                results[id(item)] = RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
+                results[id(item)] = RecordError.of(exc)
         return results
 
     async def _with_backend_retries(self, images: list[np.ndarray]) -> list[ImageFaces]:

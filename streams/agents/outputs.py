@@ -109,7 +109,7 @@ class Outputs:
             return dead_letter(self.ctx, event, exc)
         except Exception as exc:  # noqa: BLE001 -- whatever one event raises is that event's dead letter
             log.exception("event %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset)
-            return dead_letter(self.ctx, event, RecordError(ErrorCode.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
+            return dead_letter(self.ctx, event, RecordError.of(exc))
         size = len(output.key or b"") + len(output.value)
         if not fits(size, self.ctx.settings.max_message_bytes):
             too_large = f"the output of {size} bytes does not fit the record limit of {self.ctx.settings.max_message_bytes}"

@@ -36,7 +36,7 @@ import numpy as np
 from faust.types import EventT
 
 from .. import metrics
-from ..bounds import MAX_EMBEDDING_DIM, check_id, check_key
+from ..bounds import check_embedding, check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DimensionMismatch, Galleries
@@ -62,12 +62,6 @@ def table_key(gallery_id: str, subject_id: str) -> bytes:
 def gallery_of(key: bytes) -> str:
     """The gallery id of a changelog key."""
     return json.loads(key)[0]
-
-
-def check_embedding(values: Sequence[float], what: str) -> None:
-    """``BAD_EVENT`` for an embedding longer than any model's, before it is stored or compared."""
-    if len(values) > MAX_EMBEDDING_DIM:
-        raise RecordError(ErrorCode.BAD_EVENT, f"{what} has {len(values)} values, over the limit of {MAX_EMBEDDING_DIM}")
 
 
 # --- the two agents' work --------------------------------------------------
@@ -177,7 +171,10 @@ class QueryRanker:
         message = event.message
         settings = self.ctx.settings
         check_key(message.key, settings.max_id_bytes)
-        record = await parse(self.ctx, message.value, "RerankQuery")
+        try:
+            record = await parse(self.ctx, message.value, "RerankQuery")
+        except TooManyItems as exc:  # a million inline candidates: a bad query, refused before decoding
+            raise RecordError(ErrorCode.BAD_QUERY, exc.message) from None
         check_id(record["query_id"], "query id", settings.max_id_bytes)
         check_id(record["gallery_id"], "gallery id", settings.max_id_bytes)
         check_embedding(record["embedding"], "the query embedding")
@@ -265,18 +262,10 @@ class QueryRanker:
 
 
 async def parse(ctx: WorkerContext, value: bytes | None, expect: str) -> dict[str, Any]:
-    """Decode one record, in a thread when it is large enough to hold up the event loop.
-
-    A query of more items than the codec allows (inline candidates, values) is a ``BAD_QUERY``.
-    """
-    try:
-        if value is not None and len(value) > INLINE_MAX_PARSE_BYTES:
-            return await asyncio.get_running_loop().run_in_executor(None, partial(ctx.codec.decode, value, expect=expect))
-        return ctx.codec.decode(value, expect=expect)
-    except TooManyItems as exc:
-        if expect == "RerankQuery":
-            raise RecordError(ErrorCode.BAD_QUERY, exc.message) from None
-        raise
+    """Decode one record, in a thread when it is large enough to hold up the event loop."""
+    if value is not None and len(value) > INLINE_MAX_PARSE_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(ctx.codec.decode, value, expect=expect))
+    return ctx.codec.decode(value, expect=expect)
 
 
 # --- wiring ----------------------------------------------------------------
@@ -295,9 +284,6 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
 
-    async def applied(event: EventT) -> None:
-        await keeper.apply(event)  # an applied entry's output is its changelog record; only a refusal is sent
-
     async def result(event: EventT) -> Output:
         record = await ranker.answer(event)
         value = ctx.codec.encode("RerankResult", record, topic=topics.rerank_results)
@@ -306,7 +292,8 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     async def gallery(stream: faust.StreamT) -> None:
         async for event in stream.events():
             async with gallery_outputs.batch([event]):
-                await (await gallery_outputs.answer(event, partial(applied, event)))
+                # An applied entry's output is its changelog record: only a refusal is sent.
+                await (await gallery_outputs.answer(event, partial(keeper.apply, event)))
 
     async def rerank_queries(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):

@@ -11,9 +11,8 @@ Here a partition's commit offset is bounded by its oldest event still in flight
 (taken by a stream, not yet acknowledged), whatever the concurrency. The agents
 hold every event of a batch until its outputs are acknowledged (see
 ``streams/agents/outputs.py``), so an event in flight is never garbage and never
-forgotten. Offsets
-that never arrive as messages (transaction markers, compacted records) need no
-special case: only delivered messages are tracked.
+forgotten. Offsets that never arrive as messages (transaction markers,
+compacted records) need no special case: only delivered messages are tracked.
 """
 
 from __future__ import annotations

@@ -6,7 +6,16 @@ import hashlib
 
 import pytest
 
-from streams.bounds import RECORD_OVERHEAD_BYTES, check_attributes, check_id, check_key, clipped, fits
+from streams.bounds import (
+    MAX_EMBEDDING_DIM,
+    RECORD_OVERHEAD_BYTES,
+    check_attributes,
+    check_embedding,
+    check_id,
+    check_key,
+    clipped,
+    fits,
+)
 from streams.errors import ErrorCode, RecordError
 
 
@@ -40,3 +49,16 @@ def test_clipped_keeps_small_data_whole_and_large_data_as_prefix_length_and_dige
 def test_fits_leaves_room_for_headers_and_framing():
     assert fits(1000 - RECORD_OVERHEAD_BYTES, 1000)
     assert not fits(1001 - RECORD_OVERHEAD_BYTES, 1000)
+
+
+def test_embeddings_longer_than_any_model_are_bad_events():
+    check_embedding([0.0] * MAX_EMBEDDING_DIM, "the embedding")
+    with pytest.raises(RecordError, match=f"4097 values, over the limit of {MAX_EMBEDDING_DIM}"):
+        check_embedding([0.0] * (MAX_EMBEDDING_DIM + 1), "the embedding")
+
+
+def test_any_exception_becomes_the_record_error_it_means():
+    typed = RecordError(ErrorCode.BAD_EVENT, "no")
+    assert RecordError.of(typed) is typed
+    failed = RecordError.of(ValueError("embedded null byte"))
+    assert failed.code is ErrorCode.PROCESSING_FAILED and failed.message == "ValueError: embedded null byte"
