@@ -6,7 +6,7 @@ STAMP := .cache/stamps
 
 .PHONY: setup demo test test-unit bench kafka-up kafka-down triton-up clean
 
-setup: $(STAMP)/install $(STAMP)/models $(STAMP)/photos $(STAMP)/kafka $(STAMP)/triton  ## everything, idempotent
+setup: $(STAMP)/install $(STAMP)/models $(STAMP)/photos $(STAMP)/kafka $(STAMP)/triton $(STAMP)/karapace $(STAMP)/asyncapi  ## everything, idempotent
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ $(STAMP)/kafka: scripts/kafka/pom.xml
 
 $(STAMP)/triton: scripts/triton-venv
 	scripts/triton-venv
+	@mkdir -p $(STAMP) && touch $@
+
+# A real Confluent-compatible Schema Registry for the registry tests (its source travels in ../shared).
+$(STAMP)/karapace:
+	../shared/tools/karapace/setup .cache/karapace
+	@mkdir -p $(STAMP) && touch $@
+
+# The official AsyncAPI parser, which validates docs/asyncapi.yaml in the suite.
+$(STAMP)/asyncapi: scripts/asyncapi/package.json
+	npm install --silent --no-audit --no-fund --prefix scripts/asyncapi
 	@mkdir -p $(STAMP) && touch $@
 
 demo: setup  ## broker, worker, sample photos, similarities; stops what it started

@@ -77,7 +77,7 @@ def output_id(schema: str, record: dict) -> str:
 def produce_events(settings: Settings, n: int) -> dict[str, tuple[int, int]]:
     """Publish ``n`` events shaped like ``facestream produce`` makes them; (partition, offset) of each id."""
     topic = TopicNames.from_settings(settings).images
-    codec = AvroCodec(settings.schema_registry_url)
+    codec = AvroCodec.from_settings(settings)
     payloads = {name: photo_bytes(name) for name in PORTRAITS}
     placed: dict[str, tuple[int, int]] = {}
     failed: list[str] = []
@@ -103,7 +103,7 @@ class Monitor:
     """Follows the output topics live: which ids are answered, and when records arrive."""
 
     def __init__(self, settings: Settings, topics: list[str], isolation: str) -> None:
-        self.codec = AvroCodec(settings.schema_registry_url)
+        self.codec = AvroCodec.from_settings(settings)
         self.consumer = Consumer(
             confluent_consumer(settings, group_id=f"chaos-monitor-{uuid.uuid4().hex[:8]}", **{"isolation.level": isolation})
         )

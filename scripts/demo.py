@@ -65,7 +65,7 @@ def wait_for_producer_ids(settings: Settings, timeout_s: float = 30.0) -> None:
 
 
 def read_embeddings(settings: Settings, consumer: Consumer, wanted: set[str]) -> dict[str, dict]:
-    codec = AvroCodec(settings.schema_registry_url)
+    codec = AvroCodec.from_settings(settings)
     records: dict[str, dict] = {}
     try:
         for msg in messages(consumer, timeout_s=120, until=lambda: wanted <= records.keys(), poll_s=1.0):

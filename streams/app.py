@@ -55,5 +55,7 @@ def create_app(settings: Settings) -> faust.App:
     register_embed_agent(app, ctx)
     register_rerank_agents(app, ctx)
     lag = install_lag_monitor(app, settings, [ctx.topics.images, ctx.topics.queries])
-    install_web(app, Readiness(app, settings, lag, ctx.progress, ctx.pipeline.backend))
+    readiness = Readiness(app, settings, lag, ctx.progress, ctx.pipeline.backend,
+                          registry=ctx.codec.registry, schemas_pending=ctx.schemas_pending)
+    install_web(app, readiness)
     return app

@@ -7,10 +7,16 @@ Two frames, chosen by ``FACESTREAM_SCHEMA_REGISTRY_URL``:
   then the binary body;
 * a registry: the Confluent wire format — byte ``0``, the 4-byte big-endian
   schema id, then the body — so Kafka Connect, ksqlDB, Flink and Spark read it.
+  The schema registered is the ``.avsc`` as written (see :mod:`streams.registry`).
 
 Decoding always resolves the writer schema against the current reader schema
 (fastavro schema resolution), so records written by older schema versions stay
 readable after a compatible change.
+
+Encoding and decoding never wait on the network in a worker: the worker asks
+the registry for everything a batch needs first (:meth:`AvroCodec.needs_registry`,
+:meth:`AvroCodec.ask_registry`, off the event loop, retried while the registry is
+down); a command-line tool simply asks on first use.
 
 Before fastavro reads a body, :mod:`streams.avro_walk` walks it by the writer
 schema and refuses what fastavro would take silently and read wrong.
@@ -19,9 +25,8 @@ schema and refuses what fastavro would take silently and read wrong.
 from __future__ import annotations
 
 import io
-import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +35,9 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from . import schemas
 from .avro_walk import BodyCheck, MalformedBody, body_check
+from .config import Settings
 from .errors import TooManyItems, UndecodableRecord
+from .registry import SchemaRegistry
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -38,7 +45,7 @@ CONFLUENT_MAGIC = b"\x00"
 
 @dataclass(frozen=True)
 class _Writer:
-    """A writer schema and its body walk, built together once rather than on every decode."""
+    """A writer schema, parsed, and its body walk, built together once rather than on every decode."""
 
     schema: dict[str, Any]
     check: BodyCheck
@@ -49,7 +56,15 @@ def short_name(schema: dict[str, Any]) -> str:
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO of the parsing canonical form: what the Avro specification defines the single-object frame with."""
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def confluent_id(data: bytes | None) -> int | None:
+    """The schema id of a Confluent-framed value, else None."""
+    if data is not None and data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+        return struct.unpack(">I", data[1:5])[0]
+    return None
 
 
 class AvroCodec:
@@ -57,34 +72,61 @@ class AvroCodec:
 
     def __init__(
         self,
-        registry_url: str = "",
+        registry: SchemaRegistry | None = None,
         *,
-        registry_client: Any = None,
         readers: Mapping[str, dict[str, Any]] | None = None,
         max_items: int | None = None,
     ) -> None:
-        """``readers``: the schema versions this process writes and reads, by name (default: ``schemas/``).
+        """``readers``: the schemas this process writes and reads, as written, by name (default: ``schemas/``).
 
         ``max_items``: most items one array or map of a decoded record may hold (None: no limit); a
         worker sets it so a record of a million tiny items costs no decoding time (fastavro holds the
         GIL while it decodes, so a thread does not keep the event loop free).
         """
         self._max_items = max_items
-        if registry_client is None and registry_url:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-
-            registry_client = SchemaRegistryClient({"url": registry_url})
-        self._registry = registry_client
+        self._registry = registry
+        self._written = dict(readers) if readers is not None else {n: schemas.load_json(n) for n in schemas.names()}
+        self._readers = {name: schemas.parse(raw) for name, raw in self._written.items()}
         self._writers: dict[bytes, _Writer] = {}
-        self._registered: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, _Writer] = {}
-        self._readers = dict(readers) if readers is not None else {n: schemas.load(n) for n in schemas.names()}
         for schema in self._readers.values():
             self.know(schema)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, max_items: int | None = None) -> AvroCodec:
+        registry = SchemaRegistry.from_settings(settings) if settings.schema_registry_url else None
+        return cls(registry, max_items=max_items)
+
+    @property
+    def registry(self) -> SchemaRegistry | None:
+        return self._registry
+
     def know(self, writer_schema: dict[str, Any]) -> None:
-        """Make records written with ``writer_schema`` (e.g. an older version) decodable."""
+        """Make single-object records written with the parsed ``writer_schema`` (e.g. an older version) decodable."""
         self._writers[schema_fingerprint(writer_schema)] = _Writer(writer_schema, body_check(writer_schema, self._max_items))
+
+    # --- the registry, asked ahead ------------------------------------------
+    def needs_registry(self, values: Iterable[bytes | None], writes: Iterable[tuple[str, str]]) -> bool:
+        """Whether decoding ``values`` or encoding (schema name, topic) ``writes`` would ask the registry."""
+        if self._registry is None:
+            return False
+        return any(not self._registry.has_id(self._written[name], topic) for name, topic in writes) or any(
+            (i := confluent_id(v)) is not None and not self._registry.knows(i) for v in values
+        )
+
+    def ask_registry(self, values: Iterable[bytes | None], writes: Iterable[tuple[str, str]]) -> None:
+        """Ask the registry now for what :meth:`needs_registry` found; raises RegistryUnavailable (blocking I/O)."""
+        if self._registry is None:
+            return
+        for name, topic in writes:
+            self._registry.id_of(self._written[name], topic)
+        for value in values:
+            schema_id = confluent_id(value)
+            if schema_id is not None and not self._registry.knows(schema_id):
+                try:
+                    self._registry.schema_of(schema_id)
+                except UndecodableRecord:
+                    pass  # remembered as unknown: that record's decode says so
 
     # --- encoding --------------------------------------------------------
     def encode(self, name: str, record: dict[str, Any], *, topic: str = "") -> bytes:
@@ -93,19 +135,9 @@ class AvroCodec:
         if self._registry is None:
             body.write(SINGLE_OBJECT_MAGIC + schema_fingerprint(schema))
         else:
-            body.write(CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(name, topic)))
+            body.write(CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_of(self._written[name], topic)))
         fastavro.schemaless_writer(body, schema, record)
         return body.getvalue()
-
-    def _schema_id(self, name: str, topic: str) -> int:
-        key = (name, topic)
-        if key not in self._registered:
-            from confluent_kafka.schema_registry import Schema
-
-            text = to_parsing_canonical_form(self._readers[name])
-            # TopicNameStrategy: the subject every Confluent-aware consumer looks up.
-            self._registered[key] = self._registry.register_schema(f"{topic}-value", Schema(text, "AVRO"))
-        return self._registered[key]
 
     # --- decoding --------------------------------------------------------
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:
@@ -143,18 +175,19 @@ class AvroCodec:
             if writer is None:
                 raise UndecodableRecord(f"unknown schema fingerprint {data[2:10].hex()}")
             return writer
-        if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
+        schema_id = confluent_id(data)
+        if schema_id is not None:
             if self._registry is None:
                 raise UndecodableRecord("Confluent-framed record but FACESTREAM_SCHEMA_REGISTRY_URL is not set")
-            return self._registry_schema(struct.unpack(">I", data[1:5])[0])
+            return self._registry_writer(schema_id)
         raise UndecodableRecord("not an Avro single-object or Confluent frame")
 
-    def _registry_schema(self, schema_id: int) -> _Writer:
+    def _registry_writer(self, schema_id: int) -> _Writer:
         if schema_id not in self._by_id:
+            raw = self._registry.schema_of(schema_id)
             try:
-                text = self._registry.get_schema(schema_id).schema_str
-            except Exception as exc:
-                raise UndecodableRecord(f"schema id {schema_id} not found in the registry: {exc}") from None
-            schema = schemas.parse(json.loads(text))
+                schema = schemas.parse(raw)
+            except Exception as exc:  # noqa: BLE001 -- the registry holds something fastavro cannot use
+                raise UndecodableRecord(f"schema id {schema_id} is not a usable Avro schema: {exc}") from None
             self._by_id[schema_id] = _Writer(schema, body_check(schema, self._max_items))
         return self._by_id[schema_id]

@@ -60,6 +60,25 @@ class Settings:
     schema_registry_url: str = _setting(
         "", "Confluent Schema Registry URL; empty means Avro single-object encoding without a registry."
     )
+    schema_registry_subject_strategy: str = _setting(
+        "topic_name",
+        "Subject a schema is registered under: topic_name (<topic>-value), record_name (the record's full name) "
+        "or topic_record_name (<topic>-<full name>), as Confluent's serializers name them.",
+        choices=("topic_name", "record_name", "topic_record_name"),
+    )
+    schema_registry_auto_register: bool = _setting(
+        True,
+        "Register the schemas this process writes; false only looks them up, for registries where a "
+        "deployment pipeline registers schemas and clients may not.",
+    )
+    schema_registry_username: str = _setting("", "Schema Registry basic-auth user name.")
+    schema_registry_password: str = _setting("", "Schema Registry basic-auth password (never logged).", secret=True)
+    schema_registry_ssl_cafile: str = _setting("", "PEM file of the CA that signed the registry's certificate.")
+    schema_registry_ssl_certfile: str = _setting("", "PEM client certificate for mutual TLS with the registry.")
+    schema_registry_ssl_keyfile: str = _setting("", "PEM private key of the registry client certificate.")
+    schema_registry_timeout_s: float = _setting(
+        5.0, "Longest wait for one Schema Registry request; a registry that does not answer is retried with backoff."
+    )
     kafka_security_protocol: str = _setting(
         "PLAINTEXT", "How clients reach the brokers.", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     )
@@ -185,6 +204,29 @@ class Settings:
     log_level: str = _setting("INFO", "Log level.")
     log_format: str = _setting("plain", "Format of the log lines.", choices=("plain", "json"))
     data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")
+
+    # --- HTTP API (facestream api) ------------------------------------------
+    api_host: str = _setting("127.0.0.1", "Address the HTTP API binds (the image and compose file set 0.0.0.0).")
+    api_port: int = _setting(8080, "Port of the HTTP API (facestream api).", minimum=1)
+    api_keys: str = _setting(
+        "",
+        "Comma-separated API keys; when set every /v1 route needs one in the X-API-Key header (401 otherwise). "
+        "Never logged.",
+        secret=True,
+    )
+    api_max_request_bytes: int = _setting(
+        32 * MIB, "Largest HTTP request body; larger is 413, refused before the body is read.", minimum=1
+    )
+    api_max_images: int = _setting(16, "Most images one HTTP request may carry.", minimum=1)
+    api_max_requests: int = _setting(
+        64, "Most /v1 requests served at once; more are answered 503 with Retry-After.", minimum=1
+    )
+    api_max_queued_images: int = _setting(
+        128, "Most images waiting for the models across requests; a request that does not fit is 503.", minimum=1
+    )
+    api_timeout_s: float = _setting(
+        30.0, "Longest time one HTTP request may take, a gallery query's answer included; then 504."
+    )
 
     def __post_init__(self) -> None:
         """Refuse a value a setting does not take, however these settings were made."""

@@ -1,15 +1,16 @@
-"""Whether this worker can do useful work now: the five checks behind ``/readyz``.
+"""Whether this worker can do useful work now: the six checks behind ``/readyz``.
 
 A worker is ready when its inference backend can serve (Triton live with both
 models ready, or the ONNX Runtime sessions loaded), the C++ re-ranker module
-imports, the consumer holds at least one partition, a broker has answered
+imports, the Schema Registry (when one is configured) answers and holds the
+subjects the worker writes, the consumer holds at least one partition, a broker has answered
 recently, and no input topic with a backlog has gone unanswered for long (a
 stuck agent: a hung decode thread, a batch retried forever). Each check
 reports a name, a verdict and a short reason, so an operator reading
 ``/readyz`` sees which one failed without opening the logs. Reasons never
 carry settings, so secrets cannot leak through them.
 
-Only the backend check waits (at most ``backend_timeout_s``); the broker and
+Only the backend and registry checks wait (at most ``backend_timeout_s``); the broker and
 progress checks read what the lag monitor and the agents last recorded, so
 ``/readyz`` never blocks on a dead broker.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from streams.config import Settings
 from streams.inference.backend import InferenceBackend
 from streams.kafka.lag import LagMonitor
 from streams.progress import Progress
+from streams.registry import RegistryUnavailable, SchemaRegistry
 
 RERANK_MODULE = "streams._rerank"
 
@@ -59,14 +62,19 @@ class Readiness:
         progress: Progress,
         backend: InferenceBackend | None = None,
         *,
+        registry: SchemaRegistry | None = None,
+        schemas_pending: Callable[[], str | None] = lambda: None,
         backend_timeout_s: float = 2.0,
         rerank_module: str = RERANK_MODULE,
     ) -> None:
+        """``schemas_pending``: why the worker's subjects are not registered yet, None once they are."""
         self.app = app
         self.settings = settings
         self.lag = lag
         self.progress = progress
         self.backend = backend
+        self.registry = registry
+        self.schemas_pending = schemas_pending
         self.backend_timeout_s = backend_timeout_s
         self.rerank_module = rerank_module
         self._rerank_imported = False
@@ -75,6 +83,7 @@ class Readiness:
         return [
             await self.check_backend(),
             self.check_reranker(),
+            await self.check_registry(),
             self.check_partitions(),
             self.check_broker(),
             self.check_progress(),
@@ -103,6 +112,18 @@ class Readiness:
                 return CheckResult("reranker", False, f"cannot import {self.rerank_module}: {exc}")
             self._rerank_imported = True
         return CheckResult("reranker", True, f"{self.rerank_module} imported")
+
+    async def check_registry(self) -> CheckResult:
+        if self.registry is None:
+            return CheckResult("registry", True, "none configured: single-object encoding")
+        try:
+            detail = await asyncio.wait_for(asyncio.to_thread(self.registry.check), self.backend_timeout_s)
+        except TimeoutError:
+            return CheckResult("registry", False, f"did not answer within {self.backend_timeout_s:g} s")
+        except RegistryUnavailable as exc:
+            return CheckResult("registry", False, str(exc))
+        pending = self.schemas_pending()
+        return CheckResult("registry", pending is None, pending or detail)
 
     def check_partitions(self) -> CheckResult:
         try:

@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.support.fixtures.broker",
     "tests.support.fixtures.photos",
+    "tests.support.fixtures.registry",
     "tests.support.fixtures.triton",
 ]

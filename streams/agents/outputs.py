@@ -71,6 +71,8 @@ class Outputs:
         for event in events:
             event.message.incref()
         try:
+            # A registry outage makes the batch wait here, held and uncommitted, never dead-lettered.
+            await self.ctx.schemas_ready(event.message.value for event in events)
             yield
         except Exception as exc:  # noqa: BLE001 -- any failure here means outputs may be missing: stop, commit nothing
             stop_unanswered(exc)

@@ -23,6 +23,7 @@ COMMANDS = [
     "consume",
     "enroll",
     "query",
+    "asyncapi",
 ]
 
 

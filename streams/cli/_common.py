@@ -55,7 +55,7 @@ class KafkaCommand:
         self.settings = Settings.from_env()
         verify_kafka_credentials(self.settings)
         self.topics = TopicNames.from_settings(self.settings)
-        self.codec = AvroCodec(self.settings.schema_registry_url)
+        self.codec = AvroCodec.from_settings(self.settings)
 
     def producer(self, *, flush_s: float) -> Producer:
         """A producer for publishing many records: each failed delivery is reported on stderr as it happens."""

@@ -44,6 +44,10 @@ class TopicNames:
     def all(self) -> list[str]:
         return [self.images, self.embeddings, self.dlq, self.gallery, self.queries, self.rerank_results]
 
+    def written_by_workers(self) -> list[tuple[str, str]]:
+        """(schema name, topic) of every record a worker writes: the subjects it registers before its first batch."""
+        return [("FaceEmbeddings", self.embeddings), ("DeadLetter", self.dlq), ("RerankResult", self.rerank_results)]
+
 
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; return the names created. Existing topics are left as they are."""

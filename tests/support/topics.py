@@ -36,7 +36,7 @@ def read_topic(
     isolation: str = "read_committed",
 ) -> list[Received]:
     """Everything on ``topic`` from the beginning, until ``until(records)`` holds (then ``settle_s`` more)."""
-    codec = AvroCodec(settings.schema_registry_url)
+    codec = AvroCodec.from_settings(settings)
     consumer = Consumer(
         confluent_consumer(settings, group_id=f"test-reader-{uuid.uuid4().hex[:8]}", **{"isolation.level": isolation})
     )

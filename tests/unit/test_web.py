@@ -128,7 +128,7 @@ async def test_readyz_is_200_when_every_check_passes(served):
     resp = await client.get("/readyz")
     assert resp.status == 200
     checks = (await resp.json())["checks"]
-    assert [c["name"] for c in checks] == ["backend", "reranker", "partitions", "broker", "progress"]
+    assert [c["name"] for c in checks] == ["backend", "reranker", "registry", "partitions", "broker", "progress"]
     assert all(c["ok"] for c in checks)
 
 
