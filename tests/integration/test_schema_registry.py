@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
+import hashlib
 import json
 import time
 import urllib.request
@@ -19,8 +21,9 @@ from streams import schemas
 from streams.codecs import AvroCodec
 from streams.errors import ErrorCode
 from streams.kafka import TopicNames, confluent_consumer, confluent_producer, ensure_topics, messages
-from streams.registry import SchemaRegistry
+from streams.registry import RegistryUnavailable, SchemaRegistry
 from tests.support.photos import PORTRAITS
+from tests.support.registry import KarapaceProcess
 from tests.support.topics import read_topic
 from tests.support.worker import WorkerProcess
 
@@ -161,16 +164,19 @@ def test_a_registry_outage_mid_stream_loses_and_dead_letters_nothing(registry_se
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         send(older, 6, "before")
         newer.encode("ImageEvent", {**image_event("x", b""), "tenant": None}, topic=topics.images)  # registered now
-        read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 6)
+        reader = AvroCodec.from_settings(settings)  # learns the FaceEmbeddings schema now, while it can
+        read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 6, codec=reader)
 
         registry.process.stop()
         stopped = time.monotonic()
         send(older, 6, "during-known")  # schema ids the worker holds: answered through the outage
+        read_topic(settings, topics.embeddings, until=lambda r: len(r) >= 12, timeout_s=25, codec=reader)
         send(newer, 6, "during-new")  # an id the worker must ask for: waits, held and uncommitted
         statuses = []
         while time.monotonic() - stopped < 30:
             statuses.append(worker.readyz())
             time.sleep(2)
+        restart_begun = time.time()
         restart_s = registry.process.start()
         answered = read_topic(settings, topics.embeddings, until=lambda r: len(r) >= len(sent), timeout_s=120)
         assert worker.alive(), worker.tail()
@@ -179,6 +185,58 @@ def test_a_registry_outage_mid_stream_loses_and_dead_letters_nothing(registry_se
     assert len(unready) == len(statuses), statuses  # /readyz said 503 all through the outage
     assert all(any(c["name"] == "registry" and not c["ok"] for c in body["checks"]) for body in unready)
     assert sorted(r.record["image_id"] for r in answered) == sorted(sent)  # every one, once
+    at = {r.record["image_id"]: r.record["processed_at"].timestamp() for r in answered}
+    assert all(at[k] < restart_begun for k in at if k.startswith("during-known"))  # answered through the outage
+    assert all(at[k] >= restart_begun for k in at if k.startswith("during-new"))  # waited for the registry
     dead = read_topic(settings, topics.dlq, until=lambda r: False, timeout_s=5)
     assert dead == []
     print(f"registry restart took {restart_s:.1f} s")
+
+
+def karapace_authfile(path, username: str, password: str):
+    """A Karapace auth file granting ``username`` everything, its password stored as PBKDF2-SHA256 (Karapace's format)."""
+    salt = uuid.uuid4().hex
+    digest = base64.b64encode(hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 5000)).decode()
+    path.write_text(json.dumps({
+        "users": [{"username": username, "algorithm": "sha256", "salt": salt, "password_hash": digest}],
+        "permissions": [{"username": username, "operation": "Write", "resource": ".*"}],
+    }))
+    return path
+
+
+def test_registry_credentials_are_used_and_never_shown(registry, stream_settings, kafka_bootstrap, tmp_path):
+    if registry.process is None:
+        pytest.skip("an authenticating registry can only be started here with Karapace")
+    password = f"pw-{uuid.uuid4().hex}"
+    authfile = karapace_authfile(tmp_path / "auth.json", "facestream", password)
+    secured = KarapaceProcess(kafka_bootstrap, tmp_path / "karapace-auth.log",
+                              env={"KARAPACE_REGISTRY_AUTHFILE": str(authfile)})
+    secured.start()
+    try:
+        settings = stream_settings.replace(schema_registry_url=secured.url, schema_registry_username="facestream")
+        topic = f"auth-{uuid.uuid4().hex[:8]}"
+        right = AvroCodec.from_settings(settings.replace(schema_registry_password=password))
+        data = right.encode("ImageEvent", image_event("a.jpg", b"\xff\xd8"), topic=topic)
+        assert right.decode(data)["id"] == "a.jpg"
+        with pytest.raises(RegistryUnavailable, match="HTTP 401"):
+            AvroCodec.from_settings(settings.replace(schema_registry_password="wrong")).encode(
+                "ImageEvent", image_event("a.jpg", b""), topic=topic)
+
+        wrong = settings.replace(schema_registry_password=f"wrong-{password}")
+        ensure_topics(wrong)
+        worker = WorkerProcess(wrong, tmp_path / "worker.log").start()
+        try:
+            deadline, status, body = time.monotonic() + 60, 0, {}
+            while time.monotonic() < deadline:
+                status, body = worker.readyz()
+                if status and any(c["name"] == "partitions" and c["ok"] for c in body["checks"]):
+                    break
+                time.sleep(0.5)
+            (check,) = [c for c in body["checks"] if c["name"] == "registry"]
+            assert status == 503 and not check["ok"] and "401" in check["detail"], body
+            assert password not in json.dumps(body)
+        finally:
+            worker.stop()
+        assert password not in (tmp_path / "worker.log").read_text(errors="replace")
+    finally:
+        secured.stop()

@@ -34,9 +34,13 @@ def read_topic(
     timeout_s: float = 60.0,
     settle_s: float = 0.0,
     isolation: str = "read_committed",
+    codec: AvroCodec | None = None,
 ) -> list[Received]:
-    """Everything on ``topic`` from the beginning, until ``until(records)`` holds (then ``settle_s`` more)."""
-    codec = AvroCodec.from_settings(settings)
+    """Everything on ``topic`` from the beginning, until ``until(records)`` holds (then ``settle_s`` more).
+
+    ``codec``: one that already holds the schemas it will need (a reader while the registry is down).
+    """
+    codec = codec or AvroCodec.from_settings(settings)
     consumer = Consumer(
         confluent_consumer(settings, group_id=f"test-reader-{uuid.uuid4().hex[:8]}", **{"isolation.level": isolation})
     )
