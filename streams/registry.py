@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, Schema
 
 from .config import Settings
 from .errors import FacestreamError, UndecodableRecord
+from .kafka.config import tls_locations
 
 #: Confluent's subject name strategies, by setting value: (topic, record full name) -> subject.
 SUBJECT_STRATEGIES: Mapping[str, Callable[[str, str], str]] = {
@@ -54,13 +55,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
                               "max.retries": 0}
     if settings.schema_registry_username or settings.schema_registry_password:
         config["basic.auth.user.info"] = f"{settings.schema_registry_username}:{settings.schema_registry_password}"
-    for key, value in (
-        ("ssl.ca.location", settings.schema_registry_ssl_cafile),
-        ("ssl.certificate.location", settings.schema_registry_ssl_certfile),
-        ("ssl.key.location", settings.schema_registry_ssl_keyfile),
-    ):
-        if value:
-            config[key] = value
+    config.update(tls_locations(settings.schema_registry_ssl_cafile, settings.schema_registry_ssl_certfile,
+                                settings.schema_registry_ssl_keyfile))
     return config
 
 

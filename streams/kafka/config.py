@@ -43,14 +43,14 @@ def confluent_common(settings: Settings) -> dict[str, Any]:
         conf["sasl.username"] = settings.kafka_sasl_username
         conf["sasl.password"] = settings.kafka_sasl_password
     if protocol in TLS_PROTOCOLS:
-        for key, path in (
-            ("ssl.ca.location", settings.kafka_ssl_cafile),
-            ("ssl.certificate.location", settings.kafka_ssl_certfile),
-            ("ssl.key.location", settings.kafka_ssl_keyfile),
-        ):
-            if path:
-                conf[key] = path
+        conf.update(tls_locations(settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile))
     return conf
+
+
+def tls_locations(cafile: str, certfile: str, keyfile: str) -> dict[str, str]:
+    """The PEM files given, under the keys confluent-kafka's clients (Kafka and Schema Registry alike) read."""
+    named = {"ssl.ca.location": cafile, "ssl.certificate.location": certfile, "ssl.key.location": keyfile}
+    return {key: path for key, path in named.items() if path}
 
 
 def confluent_producer(settings: Settings, **extra: Any) -> dict[str, Any]:
