@@ -7,6 +7,7 @@ import copy
 import datetime
 import hashlib
 import json
+import struct
 import time
 import urllib.request
 import uuid
@@ -92,10 +93,11 @@ def test_confluent_serde_and_facestream_share_subjects_schemas_and_ids(registry_
             values.append((name, codec.encode("ImageEvent", record, topic=topics.images) if i % 2
                            else serialize(record, context)))
         values.append(("broken.jpg", serialize(image_event("broken.jpg", b"\xff\xd8 not a jpeg"), context)))
+        values.append(("no-such-id", b"\x00" + struct.pack(">I", 987654) + b"\x02x"))  # an id the registry lacks
         publish(settings, topics.images, values)
 
         embeddings = confluent_read(settings, registry.url, topics.embeddings, len(PORTRAITS))
-        (dead,) = confluent_read(settings, registry.url, topics.dlq, 1)
+        dead, unknown_id = sorted(confluent_read(settings, registry.url, topics.dlq, 2), key=lambda r: r["key"])
 
     assert sorted(r["image_id"] for r in embeddings) == sorted(PORTRAITS)
     for record in embeddings:
@@ -103,6 +105,8 @@ def test_confluent_serde_and_facestream_share_subjects_schemas_and_ids(registry_
         assert len(record["faces"]) == 1 and len(record["faces"][0]["embedding"]) == 128
     assert dead["error_code"] == ErrorCode.UNKNOWN_IMAGE_FORMAT.value and dead["key"] == b"broken.jpg"
     assert isinstance(dead["at"], datetime.datetime)
+    assert unknown_id["key"] == b"no-such-id" and unknown_id["error_code"] == ErrorCode.BAD_EVENT.value
+    assert "schema id 987654 is not in the registry" in unknown_id["message"]
     final = subjects(registry.url)
     assert final[f"{topics.images}-value"] == [1]
     assert all(final[s] == [1] for s in written)

@@ -58,9 +58,18 @@ def dockerfile_env(dockerfile: list[tuple[str, str]]) -> dict[str, str]:
 
 def test_stack_has_every_service_and_each_has_a_healthcheck(compose):
     services = compose["services"]
-    assert set(services) == {"kafka", "triton", "worker", "prometheus", "grafana"}
+    assert set(services) == {"kafka", "schema-registry", "triton", "worker", "api", "prometheus", "grafana"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
+
+
+def test_workers_and_the_api_write_through_the_stack_registry(compose):
+    registry = compose["services"]["schema-registry"]
+    assert registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    for name in ("worker", "api"):
+        service = compose["services"][name]
+        assert service["environment"]["FACESTREAM_SCHEMA_REGISTRY_URL"] == "http://schema-registry:8081"
+        assert service["depends_on"]["schema-registry"]["condition"] == "service_healthy"
 
 
 def test_kafka_is_a_single_kraft_node_taking_the_largest_record(compose):
@@ -95,6 +104,19 @@ def test_worker_scales_and_serves_its_web_port(compose):
     assert env["FACESTREAM_TRITON_URL"].startswith("triton:") and env["FACESTREAM_BACKEND"] == "triton"
     assert set(env) <= SETTING_VARS, set(env) - SETTING_VARS
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_the_api_serves_its_port_beside_the_workers(compose):
+    api = compose["services"]["api"]
+    env = api["environment"]
+    assert api["command"] == ["api"] and api["image"] == compose["services"]["worker"]["image"]
+    assert Settings().api_host == "127.0.0.1" and env["FACESTREAM_API_HOST"] == "0.0.0.0"
+    port = int(env["FACESTREAM_API_PORT"])
+    assert f"{port}:{port}" in api["ports"]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(api["healthcheck"]["test"])
+    assert env["FACESTREAM_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert set(env) <= SETTING_VARS, set(env) - SETTING_VARS
+    assert api["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_workers_listen_on_every_interface_only_in_containers(compose, dockerfile):
