@@ -14,6 +14,8 @@ from streams.config import Settings
 from streams.kafka.lag import LagMonitor
 from streams.progress import Progress
 from streams.readiness import Readiness
+from streams.registry import SchemaRegistry
+from tests.support.ports import free_port
 
 SETTINGS = Settings(kafka_bootstrap_servers="127.0.0.1:1", broker_stale_s=30.0, stall_timeout_s=60.0)
 IMAGES, QUERIES = SETTINGS.topic("images"), SETTINGS.topic("queries")
@@ -101,3 +103,12 @@ def test_a_partition_no_longer_held_no_longer_counts(readiness, clock):
     assert not readiness.check_progress().ok
     readiness.lag.observed({(IMAGES, 1): 0})  # a rebalance moved partition 0 away
     assert readiness.check_progress().ok and readiness.lag.topic_lag(IMAGES) == 0
+
+
+async def test_a_registry_nobody_answers_at_is_named_and_no_registry_is_fine(clock):
+    app = faust.App("readiness-registry-test", broker="kafka://127.0.0.1:1")
+    lag = LagMonitor(app, SETTINGS, [IMAGES], clock=clock)
+    down = SETTINGS.replace(schema_registry_url=f"http://127.0.0.1:{free_port()}")
+    check = await Readiness(app, down, lag, Progress(clock), registry=SchemaRegistry.from_settings(down)).check_registry()
+    assert not check.ok and check.name == "registry" and "ConnectError" in check.detail
+    assert (await Readiness(app, SETTINGS, lag, Progress(clock)).check_registry()).ok
