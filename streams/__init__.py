@@ -14,12 +14,19 @@ Where to start reading:
   model facts in :mod:`streams.models`.
 * :mod:`streams.ranking` holds the ranking methods, over the C++ re-ranker
   bound in :mod:`streams.rerank`; :mod:`streams.gallery` keeps galleries as
-  matrices.
+  matrices; :mod:`streams.identity` turns a ranked list into an answer (per-subject
+  scores, MATCH / UNKNOWN / AMBIGUOUS, one identity per face, calibration), and
+  :mod:`streams.vision.quality` says how fit a face is for it.
 * :mod:`streams.kafka` is all Kafka plumbing: client settings, credentials,
   topics, lag, safe commits, one producer and one read loop.
 * The contract: :mod:`streams.codecs` (Avro frames, with the strict walk of
   :mod:`streams.avro_walk`), ``schemas/*.avsc``, :mod:`streams.errors` (the
-  dead-letter codes) and :mod:`streams.bounds` (what a record may hold).
+  dead-letter codes) and :mod:`streams.bounds` (what a record may hold);
+  :mod:`streams.registry` is the Schema Registry as the codec uses it, and
+  :mod:`streams.asyncapi` writes the whole topic contract (``docs/asyncapi.yaml``).
+* :mod:`streams.api` is the synchronous HTTP API (``facestream api``) over the same
+  pipeline, re-ranker and galleries: one micro-batcher shares model calls across requests,
+  and galleries are reached through their owner, Kafka.
 * :mod:`streams.config` is every setting; :mod:`streams.cli` every command.
 """
 

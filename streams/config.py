@@ -188,6 +188,21 @@ class Settings:
     # --- re-ranking ------------------------------------------------------
     rerank_threads: int = _setting(0, "Threads of the C++ re-ranker; 0 means one per core.")
 
+    # --- decisions -------------------------------------------------------
+    enrol_min_quality: float = _setting(
+        0.5,
+        "Lowest face quality (0-1) enrolled: facestream enroll refuses poorer faces and a GalleryEntry below it "
+        "is dead-lettered LOW_QUALITY.",
+    )
+    match_min_quality: float = _setting(
+        0.2, "Lowest face quality (0-1) a query may have; a poorer query face is dead-lettered LOW_QUALITY."
+    )
+    ambiguity_margin: float = _setting(
+        0.05,
+        "A decision is AMBIGUOUS, not MATCH, when a second subject above the match threshold scores within "
+        "this much of the best.",
+    )
+
     # --- operations ------------------------------------------------------
     web_port: int = _setting(6066, "Port of the worker's web server: /metrics, /healthz, /readyz.")
     web_host: str = _setting("127.0.0.1", "Address the worker's web server binds (the image and compose file set 0.0.0.0).")
@@ -206,7 +221,7 @@ class Settings:
     data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")
 
     # --- HTTP API (facestream api) ------------------------------------------
-    api_host: str = _setting("127.0.0.1", "Address the HTTP API binds (the image and compose file set 0.0.0.0).")
+    api_host: str = _setting("127.0.0.1", "Address the HTTP API binds (the compose file sets 0.0.0.0).")
     api_port: int = _setting(8080, "Port of the HTTP API (facestream api).", minimum=1)
     api_keys: str = _setting(
         "",

@@ -27,6 +27,8 @@ class ErrorCode(str, enum.Enum):
     BAD_QUERY = "BAD_QUERY"
     PROCESSING_FAILED = "PROCESSING_FAILED"
     URI_NOT_ALLOWED = "URI_NOT_ALLOWED"
+    LOW_QUALITY = "LOW_QUALITY"
+    MODEL_MISMATCH = "MODEL_MISMATCH"
 
 
 class FacestreamError(Exception):

@@ -1,10 +1,20 @@
 """Galleries held by a worker, each as one contiguous float32 matrix the re-ranker reads without copying.
 
+A subject may hold several templates (one per enrolled photo, say): each
+template is a row, and ``ids[i]`` names the subject of row ``i``, ``codes[i]``
+the same subject as a small integer, so that per-subject scores are one
+vectorised pass (:mod:`streams.identity.subjects`). A template nobody named is
+the subject's default template, ``""``.
+
 A query must not pay for rebuilding its gallery, so the matrix is kept up to
-date one entry at a time: an upsert of a known subject overwrites its row, a
-new subject is appended (capacity doubles when full, so appends are amortised
+date one entry at a time: an upsert of a known template overwrites its row, a
+new one is appended (capacity doubles when full, so appends are amortised
 O(d)), and a delete moves the last row into the hole. Row order is therefore
-not enrolment order; ``ids[i]`` always names row ``i``.
+not enrolment order.
+
+A gallery keeps one model: the first entry that names its model fixes it, and
+embeddings of any other model are refused (:class:`ModelMismatch`); entries
+that name none (older producers) are taken as they come.
 
 The matrix is only the fast copy: durability is the rerank agent's changelog
 table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
@@ -12,26 +22,47 @@ table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 INITIAL_CAPACITY = 16
+DEFAULT_TEMPLATE = ""
 
 
 class DimensionMismatch(ValueError):
     """An embedding does not have the dimension of the gallery it is meant for."""
 
 
+class ModelMismatch(ValueError):
+    """An embedding was made by another model than the gallery's: the two are not comparable."""
+
+
+def model_key(model: Mapping[str, Any] | None) -> tuple[str, str, int] | None:
+    """What makes two embeddings comparable: the same embedder, version and dimension (the detector may differ)."""
+    if model is None:
+        return None
+    return (model["embedder"], model["version"], model["dim"])
+
+
 class Gallery:
-    """The subjects of one gallery: ``matrix[i]`` is the embedding of ``ids[i]``."""
+    """The templates of one gallery: ``matrix[i]`` is a template of subject ``ids[i]``."""
 
     def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY) -> None:
         if dim < 1:
             raise ValueError(f"dimension must be positive, got {dim}")
         self._rows = np.empty((max(capacity, 1), dim), dtype=np.float32)
+        self._codes = np.empty(max(capacity, 1), dtype=np.int64)
         self._ids: list[str] = []
-        self._row_of: dict[str, int] = {}
+        self._templates: list[str] = []
+        self._row_of: dict[tuple[str, str], int] = {}
+        self._templates_of: dict[str, set[str]] = {}
+        self._code_of: dict[str, int] = {}
+        self._next_code = 0
+        self._thresholds: dict[tuple[str, str], tuple[int, float]] = {}
+        self._threshold: tuple[int, float] | None = None  # the newest of _thresholds, None when to be found again
+        self.model: dict[str, Any] | None = None
 
     @property
     def dim(self) -> int:
@@ -51,48 +82,138 @@ class Gallery:
         """Subject id of each row: the live list itself (no copy per query), not to be modified."""
         return self._ids
 
+    @property
+    def codes(self) -> np.ndarray:
+        """Subject of each row as an integer, equal for the templates of one subject: a view like :attr:`matrix`."""
+        return self._codes[: len(self._ids)]
+
+    @property
+    def code_count(self) -> int:
+        """Every value in :attr:`codes` is below this (and it stays within about twice the subjects)."""
+        return self._next_code
+
+    @property
+    def subjects(self) -> int:
+        """How many subjects (not templates) the gallery holds."""
+        return len(self._templates_of)
+
+    @property
+    def most_templates(self) -> int:
+        """The most templates any one subject has."""
+        return max(map(len, self._templates_of.values()), default=0)
+
+    @property
+    def threshold(self) -> float | None:
+        """The match threshold of the newest live entry that set one; None when none did."""
+        if self._threshold is None:
+            self._threshold = max(self._thresholds.values(), default=(0, None))
+        return self._threshold[1]
+
+    def template_of(self, row: int) -> str:
+        return self._templates[row]
+
+    def templates(self, subject: str) -> set[str]:
+        """The template ids of ``subject`` (empty when unknown)."""
+        return set(self._templates_of.get(subject, ()))
+
     def __len__(self) -> int:
         return len(self._ids)
 
     def __contains__(self, subject: str) -> bool:
-        return subject in self._row_of
+        return subject in self._templates_of
 
-    def upsert(self, subject: str, embedding: Sequence[float] | np.ndarray) -> None:
-        """Add ``subject`` or replace its embedding."""
+    def check_model(self, model: Mapping[str, Any] | None) -> None:
+        """Refuse an embedding of another model than the gallery's; a model not named is not checked."""
+        if model is not None and self.model is not None and model_key(model) != model_key(self.model):
+            raise ModelMismatch(
+                f"embedding of {_model_name(model)}, the gallery holds {_model_name(self.model)}: not comparable"
+            )
+
+    def upsert(
+        self,
+        subject: str,
+        embedding: Sequence[float] | np.ndarray,
+        template: str = DEFAULT_TEMPLATE,
+        *,
+        model: Mapping[str, Any] | None = None,
+        threshold: float | None = None,
+        produced_at: int = 0,
+    ) -> None:
+        """Add a template of ``subject`` or replace it; ``threshold`` (with its entry's time) may set the gallery's."""
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.dim,):
             raise DimensionMismatch(f"embedding of shape {vector.shape} in a gallery of dimension {self.dim}")
-        row = self._row_of.get(subject)
+        self.check_model(model)
+        key = (subject, template)
+        row = self._row_of.get(key)
         if row is None:
+            if subject not in self._code_of and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
+                self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
             row = len(self._ids)
             if row == self.capacity:
                 self._grow()
             self._ids.append(subject)
-            self._row_of[subject] = row
+            self._templates.append(template)
+            self._row_of[key] = row
+            self._templates_of.setdefault(subject, set()).add(template)
+            if subject not in self._code_of:
+                self._code_of[subject], self._next_code = self._next_code, self._next_code + 1
+            self._codes[row] = self._code_of[subject]
         self._rows[row] = vector
+        if self.model is None and model is not None:
+            self.model = dict(model)
+        if threshold is None:
+            self._thresholds.pop(key, None)
+        else:
+            self._thresholds[key] = (produced_at, float(threshold))
+        self._threshold = None
 
-    def delete(self, subject: str) -> bool:
-        """Remove ``subject``; False when it was not there."""
-        row = self._row_of.pop(subject, None)
-        if row is None:
-            return False
+    def delete(self, subject: str, template: str | None = None) -> list[str]:
+        """Remove one template of ``subject``, or all of them when ``template`` is None; the templates removed."""
+        held = self._templates_of.get(subject, set())
+        removed = sorted(held) if template is None else [template] if template in held else []
+        for name in removed:
+            self._delete_row(subject, name)
+        return removed
+
+    def _delete_row(self, subject: str, template: str) -> None:
+        row = self._row_of.pop((subject, template))
+        self._thresholds.pop((subject, template), None)
+        self._threshold = None
+        held = self._templates_of[subject]
+        held.discard(template)
+        if not held:
+            del self._templates_of[subject]
+            del self._code_of[subject]
         last = len(self._ids) - 1
-        moved = self._ids.pop()
+        moved = (self._ids.pop(), self._templates.pop())
         if row != last:
             self._rows[row] = self._rows[last]
-            self._ids[row] = moved
+            self._codes[row] = self._codes[last]
+            self._ids[row], self._templates[row] = moved
             self._row_of[moved] = row
-        return True
+
+    def _renumber(self) -> None:
+        self._code_of = {subject: code for code, subject in enumerate(self._code_of)}
+        self._next_code = len(self._code_of)
+        for row, subject in enumerate(self._ids):
+            self._codes[row] = self._code_of[subject]
 
     def _grow(self) -> None:
         # A new buffer: views handed out earlier keep the old one alive and unchanged.
         grown = np.empty((2 * self.capacity, self.dim), dtype=np.float32)
         grown[: len(self._ids)] = self._rows[: len(self._ids)]
-        self._rows = grown
+        codes = np.empty(2 * self.capacity, dtype=np.int64)
+        codes[: len(self._ids)] = self._codes[: len(self._ids)]
+        self._rows, self._codes = grown, codes
+
+
+def _model_name(model: Mapping[str, Any]) -> str:
+    return f"{model['embedder']} version {model['version']} ({model['dim']}-d)"
 
 
 class Galleries:
-    """Every gallery a worker holds, by gallery id; a gallery exists while it has at least one subject."""
+    """Every gallery a worker holds, by gallery id; a gallery exists while it has at least one template."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, Gallery] = {}
@@ -106,23 +227,26 @@ class Galleries:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def upsert(self, gallery_id: str, subject: str, embedding: Sequence[float] | np.ndarray) -> Gallery:
-        """Add or replace a subject; the first subject of a gallery fixes its dimension."""
+    def upsert(
+        self, gallery_id: str, subject: str, embedding: Sequence[float] | np.ndarray, template: str = DEFAULT_TEMPLATE,
+        **entry: Any,
+    ) -> Gallery:
+        """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
             gallery = Gallery(len(embedding))
-            gallery.upsert(subject, embedding)  # validates before the gallery becomes visible
+            gallery.upsert(subject, embedding, template, **entry)  # validates before the gallery becomes visible
             self._by_id[gallery_id] = gallery
         else:
-            gallery.upsert(subject, embedding)
+            gallery.upsert(subject, embedding, template, **entry)
         return gallery
 
-    def delete(self, gallery_id: str, subject: str) -> Gallery | None:
-        """Remove a subject; the gallery is dropped with its last subject. Returns what is left, if anything."""
+    def delete(self, gallery_id: str, subject: str, template: str | None = None) -> Gallery | None:
+        """Remove a template, or a subject's every template; the gallery is dropped with its last. What is left."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
             return None
-        gallery.delete(subject)
+        gallery.delete(subject, template)
         if not gallery:
             del self._by_id[gallery_id]
             return None

@@ -29,6 +29,7 @@ from streams.vision.align import align_faces
 from streams.vision.detect import Detections, FaceFilter, select_faces
 from streams.vision.image import ImageHeader, ImageLimits, decode_image, inspect_image
 from streams.vision.letterbox import letterbox_batch
+from streams.vision.quality import FaceQuality, face_quality
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Face:
     landmarks: np.ndarray  # float32 [5, 2]: image-left eye, image-right eye, nose, left/right mouth corner
     embedding: np.ndarray  # float32 [dim], unit L2 norm
     aligned: np.ndarray | None  # uint8 [112, 112, 3] BGR crop, when Settings.emit_aligned
+    quality: FaceQuality | None = None  # sharpness, pose, size and their overall score (streams.vision.quality)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class FacePipeline:
                     landmarks=dets.landmarks[k],
                     embedding=embeddings[start + k],
                     aligned=image_crops[k] if self.settings.emit_aligned else None,
+                    quality=face_quality(image_crops[k], dets.landmarks[k], float(dets.scores[k])),
                 )
                 for k in range(len(dets))
             ]

@@ -4,13 +4,14 @@
 ``schemas/RerankQuery.avsc``, the public list of methods (a test keeps the two
 equal); the CLI and the tests take the names from here. Each method ranks one
 query against one matrix of unit rows with :mod:`streams.rerank`, on the threads
-the caller's settings give it.
+the caller's settings give it; :func:`rank_subjects` turns ranked rows into
+ranked subjects (a subject with several templates is one candidate).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import rerank
+from .identity.subjects import SubjectScores, codes_of
 
 # About 0.1 ms of kernel time on one core: below it a hop to a thread and back costs more than the work.
 INLINE_MAX_WORK = 1 << 20
@@ -31,15 +33,6 @@ class Method:
     params: Mapping[str, type]
     rank: Callable[..., Ranking]  # (query, gallery, k, *, threads, **arguments)
     work: Callable[[int, int], int]  # (gallery rows, dimension) -> multiply-adds, roughly
-
-    async def run(
-        self, query: np.ndarray, gallery: np.ndarray, k: int, arguments: dict[str, Any], threads: int
-    ) -> Ranking:
-        """Rank; small work inline, since handing it to a thread would cost more than the work itself."""
-        rank = partial(self.rank, query, gallery, k, threads=threads, **arguments)
-        if self.work(*gallery.shape) <= INLINE_MAX_WORK:
-            return rank()
-        return await asyncio.get_running_loop().run_in_executor(None, rank)
 
     def arguments(self, given: Mapping[str, float]) -> dict[str, Any]:
         """The query's params as keyword arguments; unknown names and non-integral counts are bad queries."""
@@ -77,3 +70,64 @@ METHODS: dict[str, Method] = {
     ),
     "query_expansion": Method({"alpha": float, "neighbours": int}, _query_expansion, lambda rows, dim: 2 * rows * dim),
 }
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What a query is ranked against: rows, the subject of each row (id and code), and how many rows a subject has."""
+
+    ids: Sequence[str]
+    matrix: np.ndarray  # (rows, dim) float32 unit rows
+    codes: np.ndarray  # int64 [rows]: equal for the templates of one subject
+    code_count: int  # every code is below this
+    most_templates: int  # the most rows one subject has
+
+    @classmethod
+    def inline(cls, ids: Sequence[str], matrix: np.ndarray) -> Candidates:
+        """Inline candidates: a repeated id is several templates of one subject."""
+        codes, count = codes_of(ids)
+        return cls(ids, matrix, codes, count, int(np.bincount(codes).max()) if len(codes) else 0)
+
+
+@dataclass(frozen=True)
+class SubjectRanking:
+    """Subjects ranked by a method, each once, and the two best by similarity (what the decision reads)."""
+
+    matches: list[tuple[str, float, float]]  # (subject, the method's score, similarity), the method's best first
+    leaders: list[tuple[str, float]]  # (subject, similarity), best first, at most two
+
+
+def rank_subjects(
+    method: Method, query: np.ndarray, candidates: Candidates, top_k: int, arguments: dict[str, Any], threads: int
+) -> SubjectRanking:
+    """Rank ``top_k`` subjects: the method ranks rows, a subject takes the place of its best-ranked template.
+
+    Asking the method for ``top_k`` x (most templates per subject) rows finds ``top_k`` distinct subjects
+    whatever their templates. Similarities are each subject's best cosine (:mod:`streams.identity.subjects`).
+    """
+    rows = len(candidates.ids)
+    ranked_rows, scores = method.rank(
+        query, candidates.matrix, min(rows, top_k * max(candidates.most_templates, 1)), threads=threads, **arguments
+    )
+    similarity = SubjectScores.of(
+        candidates.matrix @ query, candidates.codes, candidates.code_count, one_each=candidates.most_templates == 1
+    )
+    matches: list[tuple[str, float, float]] = []
+    seen: set[int] = set()
+    for row, score in zip(ranked_rows.tolist(), scores.tolist(), strict=True):
+        code = int(candidates.codes[row])
+        if code not in seen and len(matches) < top_k:
+            seen.add(code)
+            matches.append((candidates.ids[row], float(score), float(similarity.best[code])))
+    leaders = [(candidates.ids[int(similarity.row[c])], float(similarity.best[c])) for c in similarity.top(2)]
+    return SubjectRanking(matches, leaders)
+
+
+async def rank_subjects_off_loop(
+    method: Method, query: np.ndarray, candidates: Candidates, top_k: int, arguments: dict[str, Any], threads: int
+) -> SubjectRanking:
+    """:func:`rank_subjects`, in a thread unless the work is too small to be worth the hop."""
+    rank = partial(rank_subjects, method, query, candidates, top_k, arguments, threads)
+    if method.work(*candidates.matrix.shape) <= INLINE_MAX_WORK:
+        return rank()
+    return await asyncio.get_running_loop().run_in_executor(None, rank)

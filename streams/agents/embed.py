@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import cv2
 import faust
 import numpy as np
 from faust.types import EventT
@@ -33,7 +32,7 @@ from ..bounds import check_attributes, check_id, check_key
 from ..claim_check import ClaimCheck
 from ..context import WorkerContext
 from ..errors import BackendError, ErrorCode, RecordError
-from ..face_records import face_record, model_record
+from ..face_records import face_output, model_record
 from ..logs import log_context, new_batch_id
 from ..pipeline import ImageFaces
 from ..pixel_budget import PixelBudget
@@ -195,10 +194,7 @@ class EmbedBatch:
         record = {
             "image_id": item.record["id"],
             "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
-            "faces": [
-                {**face_record(face), "aligned_jpeg": _jpeg(face.aligned) if face.aligned is not None else None}
-                for face in result.faces
-            ],
+            "faces": [face_output(face) for face in result.faces],
             "model": model_record(self.ctx.pipeline.identity),
             "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},
             "attributes": item.record["attributes"],
@@ -216,11 +212,6 @@ def _observe_stages(faces: ImageFaces) -> None:
     for stage in metrics.PIPELINE_STAGES:
         if stage in faces.timings_ms:
             metrics.STAGE_SECONDS.labels(stage=stage).observe(faces.timings_ms[stage] / 1000.0)
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return buf.tobytes() if ok else b""
 
 
 def register_embed_agent(app: faust.App, ctx: WorkerContext) -> faust.types.AgentT:

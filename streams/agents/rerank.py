@@ -1,10 +1,10 @@
 """The rerank agents: ``GalleryEntry``s keep the galleries, ``RerankQuery``s are ranked against them.
 
 Durability and speed are kept apart. The changelog-backed faust table
-``gallery`` holds one key per (gallery, subject) whose value is the entry's
-original Avro bytes: an upsert writes one small record to the changelog, not
-the whole gallery, and a delete writes a tombstone, so compaction keeps exactly
-the live subjects. The query path never reads the table: it reads
+``gallery`` holds one key per (gallery, subject, template) whose value is the
+entry's original Avro bytes: an upsert writes one small record to the changelog,
+not the whole gallery, and a delete writes a tombstone per template, so
+compaction keeps exactly the live templates. The query path never reads the table: it reads
 :class:`~streams.gallery.Galleries`, one contiguous float32 matrix per gallery,
 changed row by row as entries arrive and rebuilt from the table only when
 faust has finished recovering it (start-up, rebalance).
@@ -14,8 +14,11 @@ count, so a query is read by the worker that holds its gallery, and the table
 writes each key to the changelog partition of the entry that set it.
 
 Every query gets one ``RerankResult`` (keyed by query id) or one
-``DeadLetter``: UNKNOWN_GALLERY, DIMENSION_MISMATCH, BAD_QUERY, or BAD_EVENT for
-bytes that are not a query. Outputs of a batch are acknowledged by Kafka before
+``DeadLetter``: UNKNOWN_GALLERY, DIMENSION_MISMATCH, MODEL_MISMATCH, LOW_QUALITY,
+BAD_QUERY, or BAD_EVENT for bytes that are not a query. A result ranks
+subjects, not templates, and carries the open-set decision
+(:mod:`streams.identity`); entries below the enrolment quality gate or of
+another model than their gallery's are dead-lettered too. Outputs of a batch are acknowledged by Kafka before
 the batch's offsets can be committed. What a record may ask for is bounded
 before it is paid for: id lengths, embedding dimension, inline candidates, and
 the re-ranking work of one query; a large query is parsed off the event loop.
@@ -27,7 +30,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -39,8 +41,9 @@ from .. import metrics
 from ..bounds import check_embedding, check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
-from ..gallery import DimensionMismatch, Galleries
-from ..ranking import METHODS
+from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch
+from ..identity import decide, match_threshold
+from ..ranking import METHODS, Candidates, rank_subjects_off_loop
 from ..vectors import unit_rows, unit_vector
 from .dead_letter import now_ms
 from .gallery_sizes import GallerySizes
@@ -54,9 +57,18 @@ TABLE_NAME = "gallery"
 INLINE_MAX_PARSE_BYTES = 64 * 1024
 
 
-def table_key(gallery_id: str, subject_id: str) -> bytes:
-    """Changelog key of one subject: a JSON pair, unambiguous whatever characters the ids hold."""
-    return json.dumps([gallery_id, subject_id], ensure_ascii=False).encode()
+def table_key(gallery_id: str, subject_id: str, template_id: str = DEFAULT_TEMPLATE) -> bytes:
+    """Changelog key of one template: JSON, unambiguous whatever characters the ids hold.
+
+    The default template keeps the [gallery, subject] pair written before templates existed.
+    """
+    ids = [gallery_id, subject_id, template_id] if template_id != DEFAULT_TEMPLATE else [gallery_id, subject_id]
+    return json.dumps(ids, ensure_ascii=False).encode()
+
+
+def millis(value: Any) -> int:
+    """A decoded timestamp-millis field as milliseconds (fastavro gives a datetime)."""
+    return round(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
 
 
 def gallery_of(key: bytes) -> str:
@@ -103,29 +115,45 @@ class GalleryKeeper:
         gallery_id, subject = record["gallery_id"], record["subject_id"]
         check_id(gallery_id, "gallery id", limit)
         check_id(subject, "subject id", limit)  # it becomes part of the changelog key
+        template = record["template_id"]
+        if template is not None:
+            check_id(template, "template id", limit)
         if event.message.key != gallery_id.encode():
             raise RecordError(
                 ErrorCode.BAD_EVENT, f"record key {event.message.key!r} is not the gallery id {gallery_id!r}"
             )
-        key = table_key(gallery_id, subject)
         self.partition_of[gallery_id] = event.message.partition
         async with self.lock:  # no query reads a matrix while it changes
             if record["op"] == "DELETE":
-                left = self.galleries.delete(gallery_id, subject)
-                if key in self.table:
-                    del self.table[key]
+                held = self.galleries.get(gallery_id)
+                named = [template] if template is not None else sorted(held.templates(subject)) if held else []
+                for name in named or [DEFAULT_TEMPLATE]:
+                    key = table_key(gallery_id, subject, name)
+                    if key in self.table:
+                        del self.table[key]
+                left = self.galleries.delete(gallery_id, subject, template)
                 self.sizes.publish(gallery_id, len(left) if left else 0)
                 return
+            check_range(record["quality"], "quality", 0.0, 1.0, ErrorCode.BAD_EVENT)
+            check_range(record["match_threshold"], "match_threshold", -1.0, 1.0, ErrorCode.BAD_EVENT)
+            gate = self.ctx.settings.enrol_min_quality
+            if record["quality"] is not None and record["quality"] < gate:
+                raise RecordError(
+                    ErrorCode.LOW_QUALITY,
+                    f"face quality {record['quality']:.3f} is below FACESTREAM_ENROL_MIN_QUALITY {gate:g}",
+                )
             check_embedding(record["embedding"], "the embedding")
             try:
                 embedding = unit_vector(record["embedding"], "the embedding")
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_EVENT, str(exc)) from None
             try:
-                gallery = self.galleries.upsert(gallery_id, subject, embedding)
+                gallery = self.galleries.upsert(gallery_id, subject, embedding, **entry_fields(record))
             except DimensionMismatch as exc:
                 raise RecordError(ErrorCode.DIMENSION_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
-            self.table[key] = event.message.value
+            except ModelMismatch as exc:
+                raise RecordError(ErrorCode.MODEL_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
+            self.table[key_of(record)] = event.message.value
             self.sizes.publish(gallery_id, len(gallery))
 
     async def note_changelog(self, event: EventT) -> None:
@@ -139,17 +167,20 @@ class GalleryKeeper:
             before = set(self.galleries)
             self.galleries.clear()
             store = self.table.data
+            await self.ctx.schemas_ready(store.values())  # Confluent-framed entries: their writer schemas first
+            records = []
             for key, value in list(store.items()):
                 if self.partition_of.get(gallery_of(key)) not in held:
                     del store[key]  # another worker's now: forgotten here, no tombstone to the changelog
                     continue
-                record = self.ctx.codec.decode(value, expect="GalleryEntry")
+                records.append((key, self.ctx.codec.decode(value, expect="GalleryEntry")))
+            # In the order they were produced: the first model named and the newest threshold are those of live.
+            for key, record in sorted(records, key=lambda kr: millis(kr[1]["produced_at"])):
                 try:
                     embedding = unit_vector(record["embedding"], "a stored embedding")
+                    self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding, **entry_fields(record))
                 except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
                     log.warning("changelog entry %r skipped: %s", key[:200], exc)
-                    continue
-                self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding)
             self.partition_of = {g: p for g, p in self.partition_of.items() if p in held}
             for gallery_id in before - set(self.galleries):
                 self.sizes.publish(gallery_id, 0)
@@ -178,6 +209,14 @@ class QueryRanker:
         check_id(record["query_id"], "query id", settings.max_id_bytes)
         check_id(record["gallery_id"], "gallery id", settings.max_id_bytes)
         check_embedding(record["embedding"], "the query embedding")
+        check_range(record["quality"], "quality", 0.0, 1.0, ErrorCode.BAD_QUERY)
+        check_range(record["match_threshold"], "match_threshold", -1.0, 1.0, ErrorCode.BAD_QUERY)
+        gate = settings.match_min_quality
+        if record["quality"] is not None and record["quality"] < gate:
+            raise RecordError(
+                ErrorCode.LOW_QUALITY,
+                f"query face quality {record['quality']:.3f} is below FACESTREAM_MATCH_MIN_QUALITY {gate:g}",
+            )
         method = METHODS[record["method"]]
         try:
             arguments = method.arguments(record["params"])
@@ -189,29 +228,42 @@ class QueryRanker:
 
         async with self.lock:  # the matrix must not change while the re-ranker reads it
             joined = time.perf_counter()
-            ids, matrix = await self._candidates(record, message.key)
+            candidates, gallery = await self._candidates(record, message.key)
+            matrix = candidates.matrix
             if matrix.shape[1] != query.shape[0]:
                 raise RecordError(
                     ErrorCode.DIMENSION_MISMATCH,
                     f"query of dimension {query.shape[0]}, candidates of dimension {matrix.shape[1]}",
                 )
+            if gallery is not None:
+                try:
+                    gallery.check_model(record["model"])
+                except ModelMismatch as exc:
+                    raise RecordError(ErrorCode.MODEL_MISMATCH, f"gallery {record['gallery_id']!r}: {exc}") from None
             work = method.work(*matrix.shape)
             if work > settings.max_query_work:
                 raise RecordError(
                     ErrorCode.BAD_QUERY,
-                    f"{record['method']} over {len(ids)} candidates would take about {work:.3g} multiply-adds, "
+                    f"{record['method']} over {len(matrix)} candidates would take about {work:.3g} multiply-adds, "
                     f"over the limit of {settings.max_query_work:.3g}",
                 )
             computed = time.perf_counter()
-            k = min(record["top_k"], len(ids))
             try:
-                rows, scores = await method.run(query, matrix, k, arguments, settings.rerank_threads)
+                ranked = await rank_subjects_off_loop(
+                    method, query, candidates, record["top_k"], arguments, settings.rerank_threads
+                )
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_QUERY, f"{record['method']}: {exc}") from None
             done = time.perf_counter()
+            threshold = match_threshold(
+                record["match_threshold"],
+                gallery.threshold if gallery is not None else None,
+                record["model"] or (gallery.model if gallery is not None else None),
+            )
+            verdict = decide(ranked.leaders, threshold, settings.ambiguity_margin)
             matches = [
-                {"id": ids[row], "score": float(score)}
-                for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
+                {"id": subject, "score": score, "similarity": similarity}
+                for subject, score, similarity in ranked.matches
                 if record["threshold"] is None or score >= record["threshold"]
             ]
         metrics.RERANK_SECONDS.labels(method=record["method"]).observe(done - computed)
@@ -220,18 +272,20 @@ class QueryRanker:
             "gallery_id": record["gallery_id"],
             "matches": [{**m, "rank": rank} for rank, m in enumerate(matches, start=1)],
             "method": record["method"],
-            "gallery_size": len(ids),
+            "gallery_size": len(candidates.matrix),
             "join_us": round((computed - joined) * 1e6),
             "compute_us": round((done - computed) * 1e6),
             "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
             "processed_at": now_ms(),
+            **verdict.record(),
         }
 
-    async def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Sequence[str], np.ndarray]:
-        """(ids, matrix) to rank: the inline candidates, else the stored gallery (no copy)."""
+    async def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Candidates, Gallery | None]:
+        """What to rank and the gallery it is (None for inline candidates): the stored matrix is not copied."""
         candidates = record["candidates"]
         if candidates is not None:
-            return await asyncio.get_running_loop().run_in_executor(None, self._inline, candidates)
+            inline = await asyncio.get_running_loop().run_in_executor(None, self._inline, candidates)
+            return inline, None
         gallery_id = record["gallery_id"]
         if key != gallery_id.encode():
             # Keyed otherwise, the query may sit on another partition than its gallery.
@@ -239,10 +293,11 @@ class QueryRanker:
         gallery = self.galleries.get(gallery_id)
         if gallery is None:
             raise RecordError(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r} on this worker's partitions")
-        return gallery.ids, gallery.matrix
+        held = Candidates(gallery.ids, gallery.matrix, gallery.codes, gallery.code_count, gallery.most_templates)
+        return held, gallery
 
-    def _inline(self, candidates: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
-        """Inline candidates as (ids, unit rows), bounded in id length and dimension (runs in a thread).
+    def _inline(self, candidates: list[dict[str, Any]]) -> Candidates:
+        """Inline candidates as unit rows, bounded in id length and dimension (runs in a thread).
 
         Their number is bounded by the codec's ``max_items`` before they are decoded.
         """
@@ -258,7 +313,28 @@ class QueryRanker:
             matrix = unit_rows(np.array([c["embedding"] for c in candidates], dtype=np.float64), "a candidate")
         except ValueError as exc:
             raise RecordError(ErrorCode.BAD_QUERY, str(exc)) from None
-        return [c["id"] for c in candidates], matrix
+        return Candidates.inline([c["id"] for c in candidates], matrix)
+
+
+def check_range(value: float | None, name: str, low: float, high: float, code: ErrorCode) -> None:
+    """An optional number a record may carry: absent, or finite within [low, high] (NaN is neither)."""
+    if value is not None and not low <= value <= high:
+        raise RecordError(code, f"{name} must be within [{low:g}, {high:g}], got {value}")
+
+
+def key_of(entry: dict[str, Any]) -> bytes:
+    """The table key of a ``GalleryEntry`` upsert."""
+    return table_key(entry["gallery_id"], entry["subject_id"], entry["template_id"] or DEFAULT_TEMPLATE)
+
+
+def entry_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a ``GalleryEntry`` upsert tells :meth:`Galleries.upsert` beside its subject and embedding."""
+    return {
+        "template": entry["template_id"] or DEFAULT_TEMPLATE,
+        "model": entry["model"],
+        "threshold": entry["match_threshold"],
+        "produced_at": millis(entry["produced_at"]),
+    }
 
 
 async def parse(ctx: WorkerContext, value: bytes | None, expect: str) -> dict[str, Any]:

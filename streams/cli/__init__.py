@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from ..errors import BadSetting, KafkaAuthenticationFailed
+from ..registry import RegistryUnavailable
 
 COMMANDS = [
     # modules of streams.cli, in the order `facestream --help` lists them
@@ -23,6 +24,8 @@ COMMANDS = [
     "consume",
     "enroll",
     "query",
+    "calibrate",
+    "api",
     "asyncapi",
 ]
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (BadSetting, KafkaAuthenticationFailed) as exc:  # not a bug to debug: one line, no stack trace
+    except (BadSetting, KafkaAuthenticationFailed, RegistryUnavailable) as exc:  # not a bug to debug: one line, no stack trace
         print(f"facestream {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -144,10 +144,15 @@ def embed_photos(paths: list[str]) -> list[dict[str, Any]]:
     return asyncio.run(embed_files(paths, Settings.from_env(backend="onnx")))
 
 
+def faces_by_size(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The faces of one :func:`embed_files` result, largest box first (the first is the person the photo is of)."""
+    faces = result.get("faces") or []
+    return sorted(faces, key=lambda f: -(f["bbox"][2] - f["bbox"][0]) * (f["bbox"][3] - f["bbox"][1]))
+
+
 def largest_face(result: dict[str, Any]) -> dict[str, Any] | None:
     """The face with the largest box in one :func:`embed_files` result (the person the photo is of); None when none."""
-    faces = result.get("faces") or []
-    return max(faces, key=lambda f: (f["bbox"][2] - f["bbox"][0]) * (f["bbox"][3] - f["bbox"][1]), default=None)
+    return next(iter(faces_by_size(result)), None)
 
 
 def _found(path: str, found: ImageFaces, model: ModelIdentity, decode_ms: float) -> dict[str, Any]:

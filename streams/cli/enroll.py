@@ -1,9 +1,13 @@
 """``facestream enroll PATH... --gallery G``: embed photos and publish them as ``GalleryEntry`` upserts.
 
-Each photo gives one subject, the largest face in it (the person the photo is
-of, not a face in the background), embedded in-process with the ONNX pipeline.
-A directory stands for the images under it (by extension). A photo that cannot be read or
-holds no face is reported and skipped; the others are still enrolled. One JSON
+Each photo gives one template of a subject, the largest face in it (the person
+the photo is of, not a face in the background), embedded in-process with the
+ONNX pipeline. The subject is the file's name, or with ``--subject-from folder``
+its folder's (one folder per person, every photo a template of that subject).
+A directory stands for the images under it (by extension). A photo that cannot
+be read, holds no face, or whose face is below ``FACESTREAM_ENROL_MIN_QUALITY``
+(blurred, tiny, turned away) is reported and skipped; the others are still
+enrolled. One JSON
 object per photo is printed; the exit status is 0 only when every photo was
 enrolled and acknowledged by Kafka.
 """
@@ -13,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
+from ..errors import ErrorCode
 from ._common import IMAGE_SUFFIXES, NO_FACE, KafkaCommand, embed_photos, error, files_under, largest_face
 
 
@@ -23,9 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--gallery", required=True, help="gallery id (the record key)")
     parser.add_argument(
         "--subject-from",
-        choices=["stem", "filename"],
+        choices=["stem", "filename", "folder"],
         default="stem",
-        help="subject id: the file name without extension (stem, default) or with it (filename)",
+        help="subject id: the file name without extension (stem, default), with it (filename), or the folder's "
+        "name (folder: each photo a template named by its stem)",
+    )
+    parser.add_argument(
+        "--match-threshold",
+        type=float,
+        help="similarity from which a query matches in this gallery (default: the model's)",
     )
     parser.set_defaults(func=run)
 
@@ -37,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     producer = command.producer(flush_s=30)
     photos = files_under(args.paths, IMAGE_SUFFIXES)  # a folder's notes and thumbnails are not subjects
     for path, result in zip(photos, embed_photos([str(p) for p in photos]), strict=True):
-        subject = path.stem if args.subject_from == "stem" else path.name
+        subject = {"stem": path.stem, "filename": path.name, "folder": path.parent.name}[args.subject_from]
+        template = path.stem if args.subject_from == "folder" else None
         face = None if "error" in result else largest_face(result)
-        if face is None:
-            reason = result["error"] if "error" in result else error(NO_FACE, "no face found")
+        reason = result["error"] if "error" in result else refusal(face, command.settings.enrol_min_quality)
+        if reason:
             reports.append({"image": str(path), "subject": subject, "enrolled": False, "error": reason})
             continue
         record = {
@@ -50,14 +63,35 @@ def run(args: argparse.Namespace) -> int:
             "embedding": face["embedding"],
             "model": result["model"],
             "produced_at": int(time.time() * 1000),
+            "template_id": template,
+            "quality": face["quality"]["quality"],
+            "match_threshold": args.match_threshold,
         }
         # The gallery id is the key: the producer's murmur2 partitioner puts the entry where its queries go.
         value = command.codec.encode("GalleryEntry", record, topic=topic)
         producer.produce(topic, key=args.gallery.encode(), value=value)
-        faces, score = len(result["faces"]), face["score"]
-        reports.append({"image": str(path), "subject": subject, "enrolled": True, "faces": faces, "score": score})
+        faces, score, quality = len(result["faces"]), face["score"], round(face["quality"]["quality"], 3)
+        reports.append(
+            {"image": str(path), "subject": subject, "template": template, "enrolled": True, "faces": faces,
+             "score": score, "quality": quality}
+        )
     producer.flush()
     for report in reports:
         print(json.dumps({"gallery": args.gallery, **report}), flush=True)
     all_enrolled = all(r["enrolled"] for r in reports)
     return 0 if all_enrolled and not producer.failed and producer.unsent == 0 else 1
+
+
+def refusal(face: dict[str, Any] | None, gate: float) -> dict[str, str] | None:
+    """Why a photo's face is not enrolled (none found, or too poor to recognise anyone by), or None."""
+    if face is None:
+        return error(NO_FACE, "no face found")
+    quality = face["quality"]
+    if quality["quality"] >= gate:
+        return None
+    return error(
+        ErrorCode.LOW_QUALITY,
+        f"face quality {quality['quality']:.3f} is below FACESTREAM_ENROL_MIN_QUALITY {gate:g} "
+        f"(sharpness {quality['sharpness']:.0f}, eye distance {quality['eye_distance']:.0f} px, "
+        f"yaw {quality['yaw']:.0f}, pitch {quality['pitch']:.0f} degrees): use a sharper, larger, frontal photo",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -48,11 +49,12 @@ class Producer:
         #: Records still queued when the last flush gave up.
         self.unsent = 0
 
-    def produce(self, topic: str, *, key: bytes, value: bytes) -> None:
-        """Queue one record, waiting for room in the local queue when it is full."""
+    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: DeliveryCallback | None = None) -> None:
+        """Queue one record, waiting for room in the local queue when it is full; ``on_delivery`` hears of it alone."""
+        delivered = self._delivered if on_delivery is None else partial(self._delivered, also=on_delivery)
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
+                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
                 break
             except BufferError:
                 self._producer.poll(QUEUE_FULL_WAIT_S)
@@ -63,13 +65,16 @@ class Producer:
         self.unsent = self._producer.flush(self.flush_s)
         return self.unsent
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+    def _delivered(
+        self, error: KafkaError | None, message: Message, also: DeliveryCallback | None = None
+    ) -> None:
         if error is None:
             self.acked += 1
         else:
             self.failed += 1
-        if self._on_delivery is not None:
-            self._on_delivery(error, message)
+        for callback in (self._on_delivery, also):
+            if callback is not None:
+                callback(error, message)
 
     def __enter__(self) -> Producer:
         return self

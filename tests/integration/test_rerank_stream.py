@@ -35,7 +35,7 @@ def facestream(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def query(settings, photo, gallery: str, *extra: str) -> tuple[int, dict]:
-    done = facestream(settings, "query", str(photo), "--gallery", gallery, "--timeout", "60", *extra)
+    done = facestream(settings, "query", str(photo), "--gallery", gallery, "--timeout", "60", "--json", *extra)
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
 

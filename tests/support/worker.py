@@ -1,4 +1,4 @@
-"""A real ``facestream worker`` in a subprocess, for integration tests, benchmarks and crash tests.
+"""A real ``facestream worker`` (or ``facestream api``) in a subprocess, for integration tests, benchmarks and crash tests.
 
 The worker gets its whole configuration through ``FACESTREAM_*`` variables built
 from a :class:`Settings`, exactly as an operator would run it.
@@ -24,13 +24,29 @@ from tests.support.ports import free_port
 class WorkerProcess:
     """Start, wait for, stop or SIGKILL one worker; its output goes to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, module: str = "streams", env: dict[str, str] | None = None) -> None:
-        """``module`` is run as ``python -m module worker``: a test may name a wrapper that injects a fault."""
-        if settings.web_port == Settings.web_port:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        module: str = "streams",
+        env: dict[str, str] | None = None,
+        command: str = "worker",
+    ) -> None:
+        """``module`` is run as ``python -m module worker``: a test may name a wrapper that injects a fault.
+
+        ``command="api"`` runs ``facestream api`` instead; its pages are then the API's, on its port.
+        """
+        if command == "api":
+            settings = settings.replace(api_port=free_port()) if settings.api_port == Settings.api_port else settings
+        elif settings.web_port == Settings.web_port:
             settings = settings.replace(web_port=free_port())
         self.settings = settings
         self.log_path = log_path
         self.module = module
+        self.command = command
+        #: Where /readyz, /metrics and the other pages answer.
+        self.port = settings.api_port if command == "api" else settings.web_port
         self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
@@ -38,14 +54,14 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **self.extra_env}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module, "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module, self.command], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self
 
     def readyz(self) -> tuple[int, dict]:
         """Status and JSON body of ``/readyz``; (0, {}) while nothing answers."""
-        url = f"http://127.0.0.1:{self.settings.web_port}/readyz"
+        url = f"http://127.0.0.1:{self.port}/readyz"
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 return reply.status, json.loads(reply.read())
@@ -57,14 +73,14 @@ class WorkerProcess:
     def status_of(self, path: str) -> int:
         """HTTP status of ``GET path`` on the worker's web server."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}{path}", timeout=5) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
                 return reply.status
         except urllib.error.HTTPError as exc:
             return exc.code
 
     def metrics(self) -> str:
         """The Prometheus exposition served at ``/metrics``."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}/metrics", timeout=5) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as reply:
             return reply.read().decode()
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:

@@ -101,9 +101,10 @@ def _image_event_body(image_branch: int) -> bytes:
 
 
 def _gallery_entry_body(op: int, dim: int = 512) -> bytes:
-    # gallery_id, subject_id, op, embedding [], model (branch 1: detector, embedder, dim, version), produced_at
+    # gallery_id, subject_id, op, embedding [], model (branch 1: detector, embedder, dim, version), produced_at,
+    # template_id, quality and match_threshold null
     model = _long(1) + _str("yunet") + _str("arcface") + _long(dim) + _str("1")
-    return _str("g") + _str("s") + _long(op) + _long(0) + model + _long(1)
+    return _str("g") + _str("s") + _long(op) + _long(0) + model + _long(1) + _long(0) * 3
 
 
 def test_hand_written_bodies_decode_as_written():
@@ -151,7 +152,7 @@ def test_every_block_layout_the_specification_allows_is_read():
     split = _long(2) + floats[0] + floats[1] + _long(-1) + _long(4) + floats[2] + _long(0)
     attributes = _long(-1) + _long(4) + _str("k") + _str("v") + _long(0)
     codec = AvroCodec()
-    entry = codec.decode(_framed("GalleryEntry", _str("g") + _str("s") + _long(0) + split + _long(0) + _long(1)))
+    entry = codec.decode(_framed("GalleryEntry", _str("g") + _str("s") + _long(0) + split + _long(0) + _long(1) + _long(0) * 3))
     assert entry["embedding"] == [0.5, 0.25, 0.125]
     event = codec.decode(_framed("ImageEvent", _image_event_body(1)[:-1] + attributes))
     assert event["attributes"] == {"k": "v"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streams.gallery import DimensionMismatch, Galleries, Gallery
+from streams.gallery import DimensionMismatch, Galleries, Gallery, ModelMismatch
 
 
 def vec(value: float, dim: int = 4) -> np.ndarray:
@@ -75,17 +75,47 @@ def test_growth_is_amortised_and_keeps_earlier_views_intact() -> None:
 def test_random_operations_match_a_dict_model() -> None:
     rng = np.random.default_rng(7)
     gallery = Gallery(dim=8, capacity=1)
-    model: dict[str, np.ndarray] = {}
-    for _ in range(2000):
-        subject = f"s{rng.integers(40)}"
-        if rng.random() < 0.35:
-            assert gallery.delete(subject) == (model.pop(subject, None) is not None)
+    model: dict[tuple[str, str], np.ndarray] = {}
+    for _ in range(3000):
+        subject, template = f"s{rng.integers(30)}", f"t{rng.integers(3)}"
+        if rng.random() < 0.1:  # every template of the subject
+            held = sorted(t for s, t in model if s == subject)
+            assert gallery.delete(subject) == held
+            model = {k: v for k, v in model.items() if k[0] != subject}
+        elif rng.random() < 0.3:
+            assert bool(gallery.delete(subject, template)) == (model.pop((subject, template), None) is not None)
         else:
-            model[subject] = rng.normal(size=8).astype(np.float32)
-            gallery.upsert(subject, model[subject])
-        assert sorted(gallery.ids) == sorted(model)
+            model[(subject, template)] = rng.normal(size=8).astype(np.float32)
+            gallery.upsert(subject, model[(subject, template)], template)
+        rows = [(s, gallery.template_of(row)) for row, s in enumerate(gallery.ids)]
+        assert sorted(rows) == sorted(model)
+        assert gallery.subjects == len({s for s, _ in model})
+        codes = dict(zip(gallery.ids, gallery.codes.tolist()))  # one code per subject, distinct across subjects
+        assert [codes[s] for s in gallery.ids] == gallery.codes.tolist() and len(set(codes.values())) == len(codes)
     for row, subject in enumerate(gallery.ids):
-        np.testing.assert_array_equal(gallery.matrix[row], model[subject])
+        np.testing.assert_array_equal(gallery.matrix[row], model[(subject, gallery.template_of(row))])
+
+
+def test_the_first_named_model_is_the_gallerys_and_another_is_refused() -> None:
+    sface = {"detector": "yunet-2023mar", "embedder": "sface-2021dec", "dim": 4, "version": "1"}
+    gallery = Gallery(dim=4)
+    gallery.upsert("old", vec(1))  # an entry of an older producer names no model
+    gallery.upsert("a", vec(1), model=sface)
+    gallery.upsert("b", vec(2), model={**sface, "detector": "scrfd"})  # another detector: still comparable
+    with pytest.raises(ModelMismatch, match="sface-2021dec version 2"):
+        gallery.upsert("c", vec(3), model={**sface, "version": "2"})
+    assert sorted(gallery.ids) == ["a", "b", "old"] and gallery.model == sface
+
+
+def test_the_newest_live_threshold_is_the_gallerys() -> None:
+    gallery = Gallery(dim=4)
+    gallery.upsert("a", vec(1))
+    assert gallery.threshold is None
+    gallery.upsert("b", vec(1), threshold=0.5, produced_at=20)
+    gallery.upsert("c", vec(1), threshold=0.4, produced_at=10)  # applied later, but older
+    assert gallery.threshold == 0.5
+    gallery.delete("b")
+    assert gallery.threshold == 0.4
 
 
 def test_wrong_dimension_is_refused_and_changes_nothing() -> None:

@@ -12,6 +12,7 @@ from streams import rerank
 from streams.agents.rerank import QueryRanker
 from streams.config import Settings
 from streams.context import WorkerContext
+from streams.errors import RecordError
 from streams.gallery import Galleries
 
 
@@ -40,3 +41,54 @@ async def test_queries_run_on_the_threads_of_the_settings_the_app_was_made_with(
     result = await QueryRanker(ctx, galleries, asyncio.Lock()).answer(query_event(ctx, method))
     assert seen == [3]
     assert [m["id"] for m in result["matches"]][0] == "b"
+
+
+SFACE_MODEL = {"detector": "yunet-2023mar", "embedder": "sface-2021dec", "dim": 3, "version": "1"}
+
+
+def templates() -> Galleries:
+    """Subject x with two templates, y with one, in a gallery of the SFace model."""
+    galleries = Galleries()
+    rows = [("x", "1", [1.0, 0.0, 0.0]), ("x", "2", [0.8, 0.0, 0.6]), ("y", "", [0.0, 0.0, 1.0])]
+    for subject, template, row in rows:
+        galleries.upsert("g", subject, np.array(row, dtype=np.float32), template, model=SFACE_MODEL)
+    return galleries
+
+
+def query(ctx, **fields) -> SimpleNamespace:
+    event = query_event(ctx, "cosine")
+    record = {**ctx.codec.decode(event.message.value, expect="RerankQuery"), "top_k": 5, **fields}
+    event.message.value = ctx.codec.encode("RerankQuery", record, topic=ctx.topics.queries)
+    return event
+
+
+async def test_a_result_ranks_subjects_and_decides(tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    result = await QueryRanker(ctx, templates(), asyncio.Lock()).answer(query(ctx, model=SFACE_MODEL))
+    assert [m["id"] for m in result["matches"]] == ["x", "y"] and result["gallery_size"] == 3
+    assert result["matches"][0]["similarity"] == pytest.approx(0.96)  # x's best template, not its first
+    assert (result["decision"], result["subject_id"]) == ("MATCH", "x")  # y scores 0.8, 0.16 behind
+    assert result["margin"] == pytest.approx(0.16) and result["match_threshold"] == pytest.approx(0.363)
+    wide = WorkerContext.from_settings(Settings(data_dir=str(tmp_path), ambiguity_margin=0.2))
+    assert (await QueryRanker(wide, templates(), asyncio.Lock()).answer(query(wide)))["decision"] == "AMBIGUOUS"
+    strict = await QueryRanker(ctx, templates(), asyncio.Lock()).answer(query(ctx, match_threshold=0.97))
+    assert (strict["decision"], strict["match_threshold"]) == ("UNKNOWN", pytest.approx(0.97))
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [({"model": {**SFACE_MODEL, "version": "2"}}, "MODEL_MISMATCH"), ({"quality": 0.1}, "LOW_QUALITY")],
+)
+async def test_queries_of_another_model_or_too_poor_a_face_are_refused(fields, code, tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    with pytest.raises(RecordError) as refused:
+        await QueryRanker(ctx, templates(), asyncio.Lock()).answer(query(ctx, **fields))
+    assert refused.value.code.value == code
+
+
+@pytest.mark.parametrize("fields", [{"quality": float("nan")}, {"quality": 1.5}, {"match_threshold": float("inf")}])
+async def test_numbers_out_of_their_range_are_bad_queries(fields, tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    with pytest.raises(RecordError) as refused:
+        await QueryRanker(ctx, templates(), asyncio.Lock()).answer(query(ctx, **fields))
+    assert refused.value.code.value == "BAD_QUERY"
