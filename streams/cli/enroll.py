@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from ..errors import ErrorCode
+from ..vision.quality import FaceQuality, below_enrolment_gate
 from ._common import IMAGE_SUFFIXES, NO_FACE, KafkaCommand, embed_photos, error, files_under, largest_face
 
 
@@ -86,12 +87,5 @@ def refusal(face: dict[str, Any] | None, gate: float) -> dict[str, str] | None:
     """Why a photo's face is not enrolled (none found, or too poor to recognise anyone by), or None."""
     if face is None:
         return error(NO_FACE, "no face found")
-    quality = face["quality"]
-    if quality["quality"] >= gate:
-        return None
-    return error(
-        ErrorCode.LOW_QUALITY,
-        f"face quality {quality['quality']:.3f} is below FACESTREAM_ENROL_MIN_QUALITY {gate:g} "
-        f"(sharpness {quality['sharpness']:.0f}, eye distance {quality['eye_distance']:.0f} px, "
-        f"yaw {quality['yaw']:.0f}, pitch {quality['pitch']:.0f} degrees): use a sharper, larger, frontal photo",
-    )
+    reason = below_enrolment_gate(FaceQuality(**face["quality"]), gate)
+    return None if reason is None else error(ErrorCode.LOW_QUALITY, reason)

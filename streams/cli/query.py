@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from ..errors import RecordError
-from ..identity import assign_faces
+from ..identity import one_identity_per_face
 from ..kafka import Producer, confluent_consumer, end_offsets, messages
 from ..ranking import METHODS as RANKING_METHODS
 from ._common import NO_FACE, NOT_SENT, TIMEOUT, KafkaCommand, embed_photos, error, faces_by_size, printable
@@ -108,20 +108,6 @@ def run(args: argparse.Namespace) -> int:
         shown = {**answer, "face": {"index": i, "bbox": face["bbox"], "quality": face.get("quality")}}
         print(json.dumps(shown) if args.json else summary(shown), flush=True)
     return 0 if all("error" not in a for a in answers) else 1
-
-
-def one_identity_per_face(answers: list[dict[str, Any]], margin: float) -> list[dict[str, Any]]:
-    """The answers with their decisions re-taken so that no subject is given to two faces of the photo."""
-    ranked = [i for i, a in enumerate(answers) if "error" not in a]
-    if len(ranked) < 2:
-        return answers
-    threshold = answers[ranked[0]]["match_threshold"]  # one gallery and one query threshold: the same for every face
-    candidates = [[(m["id"], m["similarity"]) for m in answers[i]["matches"]] for i in ranked]
-    verdicts = assign_faces(candidates, threshold, margin)
-    assigned = list(answers)
-    for i, verdict in zip(ranked, verdicts, strict=True):
-        assigned[i] = {**answers[i], **verdict.record()}
-    return assigned
 
 
 def summary(answer: dict[str, Any]) -> str:

@@ -6,8 +6,8 @@
 agent, the CLI and the HTTP API share them.
 """
 
-from .assignment import assign_faces
+from .assignment import assign_faces, one_identity_per_face
 from .decision import Decision, Verdict, decide, match_threshold
 from .subjects import SubjectScores
 
-__all__ = ["Decision", "SubjectScores", "Verdict", "assign_faces", "decide", "match_threshold"]
+__all__ = ["Decision", "SubjectScores", "Verdict", "assign_faces", "decide", "match_threshold", "one_identity_per_face"]

@@ -13,6 +13,7 @@ O(n^3) solve stays small.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,21 @@ def assign_faces(
                       key=lambda p: -p[1])
         verdicts.append(decide(left, threshold, margin))
     return verdicts
+
+
+def one_identity_per_face(answers: list[dict[str, Any]], margin: float) -> list[dict[str, Any]]:
+    """The RerankResults of one photo's faces (an ``error`` entry for a refused one), their decisions re-taken
+    so that no subject is given to two faces."""
+    ranked = [i for i, a in enumerate(answers) if "error" not in a]
+    if len(ranked) < 2:
+        return answers
+    threshold = answers[ranked[0]]["match_threshold"]  # one gallery and one query threshold: the same for every face
+    candidates = [[(m["id"], m["similarity"]) for m in answers[i]["matches"]] for i in ranked]
+    verdicts = assign_faces(candidates, threshold, margin)
+    assigned = list(answers)
+    for i, verdict in zip(ranked, verdicts, strict=True):
+        assigned[i] = {**answers[i], **verdict.record()}
+    return assigned
 
 
 def _best_per_subject(face: Sequence[tuple[str, float]]) -> dict[str, float]:

@@ -103,3 +103,14 @@ def face_quality(aligned: np.ndarray, landmarks: np.ndarray, score: float) -> Fa
     pose_factor = max(0.0, math.cos(math.radians(pose.yaw)) * math.cos(math.radians(pose.pitch)))
     overall = size_factor * sharp_factor * pose_factor * min(1.0, max(0.0, float(score)))
     return FaceQuality(sharp, pose.yaw, pose.pitch, pose.roll, eye_distance, overall)
+
+
+def below_enrolment_gate(quality: FaceQuality, gate: float) -> str | None:
+    """Why a face is too poor to enrol (what to change, in numbers), or None when it passes ``gate``."""
+    if quality.quality >= gate:
+        return None
+    return (
+        f"face quality {quality.quality:.3f} is below FACESTREAM_ENROL_MIN_QUALITY {gate:g} "
+        f"(sharpness {quality.sharpness:.0f}, eye distance {quality.eye_distance:.0f} px, "
+        f"yaw {quality.yaw:.0f}, pitch {quality.pitch:.0f} degrees): use a sharper, larger, frontal photo"
+    )

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from streams.codecs import AvroCodec
 from streams.config import Settings
 from streams.kafka import Producer, TopicNames, ensure_topics
 from tests.support.bad_inputs import bad_files
+from tests.support.photos import side_by_side
 from tests.support.topics import read_topic
 from tests.support.worker import WorkerProcess
 
@@ -147,6 +149,30 @@ def test_enrolled_photos_answer_a_search_and_deletes_reach_the_owner(client, pho
     assert unknown.status_code == 404 and unknown.json()["code"] == "UNKNOWN_GALLERY"
     asked = client.post("/v1/rerank", json={"embedding": [1.0] * 128, "gallery_id": f"nobody-{uuid.uuid4().hex[:6]}"})
     assert asked.status_code == 404 and asked.json()["code"] == "UNKNOWN_GALLERY"  # the worker's dead letter
+
+
+def test_a_group_photo_names_two_people_and_a_blurred_face_is_not_enrolled(client, photo_bytes):
+    gallery = f"group-{uuid.uuid4().hex[:6]}"
+    image = {name: cv2.imdecode(np.frombuffer(photo_bytes[name], np.uint8), cv2.IMREAD_COLOR)
+             for name in ("obama.jpg", "obama3.jpg", "biden.jpg")}
+    blurred = cv2.imencode(".jpg", cv2.GaussianBlur(image["obama.jpg"], (0, 0), 8))[1].tobytes()
+    body = {"subjects": [{"subject_id": "obama", "image": b64(photo_bytes["obama.jpg"])},
+                         {"subject_id": "biden", "image": b64(photo_bytes["biden.jpg"])},
+                         {"subject_id": "blurry", "image": b64(blurred)}]}
+    reply = client.post(f"/v1/galleries/{gallery}/subjects", json=body)
+    assert reply.status_code == 202, reply.text
+    obama, biden, blurry = reply.json()["subjects"]
+    assert obama["enrolled"] and biden["enrolled"] and not blurry["enrolled"]
+    assert blurry["error"]["code"] == "LOW_QUALITY" and "FACESTREAM_ENROL_MIN_QUALITY" in blurry["error"]["message"]
+    wait_for_size(client, gallery, 2)
+
+    group = cv2.imencode(".jpg", side_by_side(image["obama3.jpg"], image["biden.jpg"]))[1].tobytes()
+    found = client.post("/v1/search", files=[("images", ("group.jpg", group, "image/jpeg"))],
+                        data={"gallery_id": gallery, "top_k": "2"})
+    assert found.status_code == 200, found.text
+    (answer,) = found.json()["images"]
+    named = sorted((f["result"]["decision"], f["result"]["subject_id"]) for f in answer["faces"])
+    assert named == [("MATCH", "biden"), ("MATCH", "obama")]
 
 
 def test_a_gallery_query_is_ranked_by_its_worker_as_inline_is_here(client):

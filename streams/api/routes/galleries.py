@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from ...errors import ErrorCode
 from ...face_records import model_record
+from ...vision.quality import below_enrolment_gate
 from ..bodies import from_base64, json_body
 from ..images import answer_images, largest
 from ..openapi import OpenApiParts
@@ -102,9 +104,14 @@ def router(services: ApiServices, models: RequestModels, parts: OpenApiParts) ->
                     reason = {"code": error.code.value, "message": error.message} if error else _NO_FACE
                     reports.append({**report, "error": reason})
                     continue
+                report.update(faces=len(answer.faces), score=face.score)
+                too_poor = None if face.quality is None else below_enrolment_gate(face.quality, settings.enrol_min_quality)
+                if too_poor is not None:
+                    reports.append({**report, "error": {"code": ErrorCode.LOW_QUALITY.value, "message": too_poor}})
+                    continue
                 identity = model_record(services.ctx.pipeline.identity)
                 record = entry(gallery_id, subject.subject_id, "UPSERT", face.embedding.tolist(), identity)
-                report.update(faces=len(answer.faces), score=face.score)
+                record["quality"] = None if face.quality is None else face.quality.quality
             await publish(record)
             reports.append({**report, "enrolled": True})
         return JSONResponse({"gallery_id": gallery_id, "subjects": reports}, status_code=202)
