@@ -142,6 +142,12 @@ def test_bind_mounts_exist_and_named_volumes_are_declared(compose):
                 assert source in compose["volumes"], f"{name}: {source}"
 
 
+def test_prometheus_scrapes_the_api_on_its_port(compose):
+    jobs = {job["job_name"]: job for job in load_yaml("deploy/prometheus/prometheus.yml")["scrape_configs"]}
+    (sd,) = jobs["facestream-api"]["dns_sd_configs"]
+    assert sd["names"] == ["api"] and sd["port"] == int(compose["services"]["api"]["environment"]["FACESTREAM_API_PORT"])
+
+
 def test_prometheus_scrapes_every_worker_on_the_web_port(compose):
     config = load_yaml("deploy/prometheus/prometheus.yml")
     mount = next(v for v in compose["services"]["prometheus"]["volumes"] if v.startswith("./deploy/prometheus"))
