@@ -89,6 +89,7 @@ class AvroCodec:
         self._readers = {name: schemas.parse(raw) for name, raw in self._written.items()}
         self._writers: dict[bytes, _Writer] = {}
         self._by_id: dict[int, _Writer] = {}
+        self._schema_ids: dict[tuple[str, str], int] = {}  # (schema name, topic) -> registry id, once per process
         for schema in self._readers.values():
             self.know(schema)
 
@@ -110,7 +111,7 @@ class AvroCodec:
         """Whether decoding ``values`` or encoding (schema name, topic) ``writes`` would ask the registry."""
         if self._registry is None:
             return False
-        return any(not self._registry.has_id(self._written[name], topic) for name, topic in writes) or any(
+        return any(write not in self._schema_ids for write in writes) or any(
             (i := confluent_id(v)) is not None and not self._registry.knows(i) for v in values
         )
 
@@ -119,7 +120,7 @@ class AvroCodec:
         if self._registry is None:
             return
         for name, topic in writes:
-            self._registry.id_of(self._written[name], topic)
+            self._schema_id(name, topic)
         for value in values:
             schema_id = confluent_id(value)
             if schema_id is not None and not self._registry.knows(schema_id):
@@ -135,9 +136,14 @@ class AvroCodec:
         if self._registry is None:
             body.write(SINGLE_OBJECT_MAGIC + schema_fingerprint(schema))
         else:
-            body.write(CONFLUENT_MAGIC + struct.pack(">I", self._registry.id_of(self._written[name], topic)))
+            body.write(CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(name, topic)))
         fastavro.schemaless_writer(body, schema, record)
         return body.getvalue()
+
+    def _schema_id(self, name: str, topic: str) -> int:
+        if (name, topic) not in self._schema_ids:
+            self._schema_ids[name, topic] = self._registry.id_of(self._written[name], topic)
+        return self._schema_ids[name, topic]
 
     # --- decoding --------------------------------------------------------
     def decode(self, data: bytes, expect: str | None = None) -> dict[str, Any]:

@@ -61,13 +61,12 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 class SchemaRegistry:
-    """Schema ids by (schema, topic) and writer schemas by id, each asked of the registry once per process."""
+    """Schema ids by (schema, topic), and writer schemas by id (each fetched once per process)."""
 
     def __init__(self, client: Any, *, strategy: str = "topic_name", auto_register: bool = True) -> None:
         self._client = client
         self._subject = SUBJECT_STRATEGIES[strategy]
         self._auto_register = auto_register
-        self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, dict[str, Any]] = {}
         self._unknown: OrderedDict[int, str] = OrderedDict()
 
@@ -82,25 +81,21 @@ class SchemaRegistry:
     def subject(self, schema: Mapping[str, Any], topic: str) -> str:
         return self._subject(topic, full_name(schema))
 
-    def has_id(self, schema: Mapping[str, Any], topic: str) -> bool:
-        return (self.subject(schema, topic), json.dumps(schema, sort_keys=True)) in self._ids
-
     def id_of(self, schema: Mapping[str, Any], topic: str) -> int:
-        """The id of ``schema`` (as written) under its subject for ``topic``: registered, or looked up only."""
+        """The id of ``schema`` (as written) under its subject for ``topic``, registered or only looked up.
+
+        Asks the registry on every call: the codec keeps the id of each schema it writes, per topic.
+        """
         subject = self.subject(schema, topic)
-        key = (subject, json.dumps(schema, sort_keys=True))
-        if key not in self._ids:
-            wanted = Schema(json.dumps(schema), "AVRO")
-            try:
-                if self._auto_register:
-                    self._ids[key] = self._client.register_schema(subject, wanted)
-                else:
-                    self._ids[key] = self._client.lookup_schema(subject, wanted).schema_id
-            except Exception as exc:  # noqa: BLE001 -- whatever went wrong, this process cannot write yet
-                action = "register" if self._auto_register else "find"
-                raise RegistryUnavailable(f"cannot {action} {full_name(schema)} under subject {subject!r}: "
-                                          f"{_reason(exc)}") from None
-        return self._ids[key]
+        wanted = Schema(json.dumps(schema), "AVRO")
+        try:
+            if self._auto_register:
+                return self._client.register_schema(subject, wanted)
+            return self._client.lookup_schema(subject, wanted).schema_id
+        except Exception as exc:  # noqa: BLE001 -- whatever went wrong, this process cannot write yet
+            action = "register" if self._auto_register else "find"
+            raise RegistryUnavailable(f"cannot {action} {full_name(schema)} under subject {subject!r}: "
+                                      f"{_reason(exc)}") from None
 
     def knows(self, schema_id: int) -> bool:
         """Whether ``schema_id`` needs no registry request: its schema is held, or it is known not to exist."""
