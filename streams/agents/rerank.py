@@ -134,14 +134,8 @@ class GalleryKeeper:
                 left = self.galleries.delete(gallery_id, subject, template)
                 self.sizes.publish(gallery_id, len(left) if left else 0)
                 return
-            check_range(record["quality"], "quality", 0.0, 1.0, ErrorCode.BAD_EVENT)
-            check_range(record["match_threshold"], "match_threshold", -1.0, 1.0, ErrorCode.BAD_EVENT)
             gate = self.ctx.settings.enrol_min_quality
-            if record["quality"] is not None and record["quality"] < gate:
-                raise RecordError(
-                    ErrorCode.LOW_QUALITY,
-                    f"face quality {record['quality']:.3f} is below FACESTREAM_ENROL_MIN_QUALITY {gate:g}",
-                )
+            check_quality_fields(record, ErrorCode.BAD_EVENT, "face quality", gate, "FACESTREAM_ENROL_MIN_QUALITY")
             check_embedding(record["embedding"], "the embedding")
             try:
                 embedding = unit_vector(record["embedding"], "the embedding")
@@ -209,14 +203,8 @@ class QueryRanker:
         check_id(record["query_id"], "query id", settings.max_id_bytes)
         check_id(record["gallery_id"], "gallery id", settings.max_id_bytes)
         check_embedding(record["embedding"], "the query embedding")
-        check_range(record["quality"], "quality", 0.0, 1.0, ErrorCode.BAD_QUERY)
-        check_range(record["match_threshold"], "match_threshold", -1.0, 1.0, ErrorCode.BAD_QUERY)
         gate = settings.match_min_quality
-        if record["quality"] is not None and record["quality"] < gate:
-            raise RecordError(
-                ErrorCode.LOW_QUALITY,
-                f"query face quality {record['quality']:.3f} is below FACESTREAM_MATCH_MIN_QUALITY {gate:g}",
-            )
+        check_quality_fields(record, ErrorCode.BAD_QUERY, "query face quality", gate, "FACESTREAM_MATCH_MIN_QUALITY")
         method = METHODS[record["method"]]
         try:
             arguments = method.arguments(record["params"])
@@ -320,6 +308,15 @@ def check_range(value: float | None, name: str, low: float, high: float, code: E
     """An optional number a record may carry: absent, or finite within [low, high] (NaN is neither)."""
     if value is not None and not low <= value <= high:
         raise RecordError(code, f"{name} must be within [{low:g}, {high:g}], got {value}")
+
+
+def check_quality_fields(record: dict[str, Any], malformed: ErrorCode, what: str, gate: float, setting: str) -> None:
+    """A gallery entry's or query's ``quality`` and ``match_threshold``: in range (else ``malformed``), and a
+    known quality at least ``gate``, the value of ``setting`` (else LOW_QUALITY)."""
+    check_range(record["quality"], "quality", 0.0, 1.0, malformed)
+    check_range(record["match_threshold"], "match_threshold", -1.0, 1.0, malformed)
+    if record["quality"] is not None and record["quality"] < gate:
+        raise RecordError(ErrorCode.LOW_QUALITY, f"{what} {record['quality']:.3f} is below {setting} {gate:g}")
 
 
 def key_of(entry: dict[str, Any]) -> bytes:
