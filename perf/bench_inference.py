@@ -1,11 +1,23 @@
-"""Inference throughput on real photographs: detector alone, embedder alone, whole pipeline, per backend.
+"""Inference throughput on real photographs: facestream's pipeline against the OpenCV loop, per backend.
 
-Every backend is measured in the same run on the same inputs, so the printed
-ratios (Triton over in-process ONNX Runtime) compare like with like. Triton is
-measured when ``--triton-url`` is given (for instance the server of
-``scripts/triton_serve.py``). Results go to ``perf/results/bench_inference.json``.
+Measured side by side in one run, on the same decoded photos, calls interleaved
+so a load spike on a shared machine hits every peer alike:
 
-    .venv/bin/python -m perf.bench_inference [--triton-url 127.0.0.1:8001] [--batches 1 8 32] [--repeats 5]
+* ``facestream``: :class:`FacePipeline` on the in-process ONNX Runtime backend (the
+  embedded default), in batches of ``--batch`` images, as the stream hands them over;
+* ``opencv``: the loop a user would write with OpenCV alone (:mod:`perf.opencv_loop`),
+  one image at a time, on the same upstream models and thresholds;
+* ``triton``: the same pipeline on a Triton server, when ``--triton-url`` is given.
+
+Stages: ``detector`` (fit onto the canvas, detect, decode boxes: ``FaceDetectorYN.detect``
+for OpenCV), ``embedder`` (the aligned crops of every face found, 112x112), ``pipeline``
+(detect, align, embed). Each covers the whole photo set, and every peer's faces are
+counted, so faces/s compares like with like when the detectors disagree on a face.
+The photo set is the pinned real photographs plus group pictures made of them
+(two and three people side by side), cycled to ``--images``. Ratios are printed
+last. Results go to ``perf/results/bench_inference.json``.
+
+    .venv/bin/python -m perf.bench_inference [--images 64] [--batch 16] [--repeats 5] [--triton-url 127.0.0.1:8001]
 """
 
 from __future__ import annotations
@@ -21,133 +33,157 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime
 
+from perf.opencv_loop import OpenCvLoop
 from streams.config import Settings
 from streams.inference import create_backend
 from streams.pipeline import FacePipeline, infer_chunked
-from streams.vision.letterbox import letterbox_batch
-from tests.support.photos import PORTRAITS, photo_bytes
+from tests.support.photos import PHOTOS, photo_bytes, side_by_side
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_inference.json"
-
-
-def cycle(items: np.ndarray | list, n: int):
-    """``n`` inputs drawn round-robin from the real ones (a batch of 32 repeats the 5 portraits)."""
-    picked = [items[i % len(items)] for i in range(n)]
-    return np.stack(picked) if isinstance(items, np.ndarray) else picked
-
+GROUPS = (
+    ("obama.jpg", "biden.jpg"),
+    ("obama2.jpg", "astronaut.png"),
+    ("biden.jpg", "obama3.jpg"),
+    ("astronaut.png", "obama.jpg", "biden.jpg"),
+    ("obama3.jpg", "obama2.jpg", "astronaut.png"),
+    ("biden.jpg", "astronaut.png", "obama2.jpg"),
+)
 
 Call = Callable[[], Awaitable[object]]
 
 
-async def started_pipeline(settings: Settings) -> FacePipeline:
-    pipeline = FacePipeline(create_backend(settings), settings.replace(emit_aligned=True))
-    await pipeline.start()
-    return pipeline
+def photo_set(n: int) -> list[np.ndarray]:
+    """``n`` decoded BGR photos: every pinned photo, then the group pictures, cycled."""
+    singles = {name: cv2.imdecode(np.frombuffer(photo_bytes(name), np.uint8), cv2.IMREAD_COLOR) for name in PHOTOS}
+    groups = []
+    for names in GROUPS:
+        picture = singles[names[0]]
+        for name in names[1:]:
+            picture = side_by_side(picture, singles[name])
+        groups.append(picture)
+    distinct = [*singles.values(), *groups]
+    return [distinct[i % len(distinct)] for i in range(n)]
 
 
-def stage_calls(pipeline: FacePipeline, n: int, images: list, canvas: np.ndarray, faces: np.ndarray) -> dict[str, Call]:
-    """The three measured calls of one backend at batch size ``n``."""
+def batches(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def facestream_calls(pipeline: FacePipeline, images: list[np.ndarray], crops: np.ndarray, batch: int):
     settings, backend = pipeline.settings, pipeline.backend
-    return {
-        "detector": lambda: infer_chunked(backend, settings.detector_model, cycle(canvas, n)),
-        "embedder": lambda: infer_chunked(backend, settings.embedder_model, cycle(faces, n)),
-        "pipeline": lambda: pipeline.process(cycle(images, n)),
-    }
+
+    async def detector() -> None:
+        for chunk in batches(images, batch):
+            await pipeline.detect(chunk)
+
+    async def embedder() -> None:
+        for first in range(0, len(crops), batch):
+            await infer_chunked(backend, settings.embedder_model, crops[first : first + batch])
+
+    async def whole() -> None:
+        for chunk in batches(images, batch):
+            await pipeline.process(chunk)
+
+    return {"detector": detector, "embedder": embedder, "pipeline": whole}
+
+
+def opencv_calls(loop: OpenCvLoop, images: list[np.ndarray], crops: np.ndarray) -> dict[str, Call]:
+    async def detector() -> None:
+        for image in images:
+            loop.detect(image)
+
+    async def embedder() -> None:
+        for crop in crops:
+            loop.embed(crop)
+
+    async def whole() -> None:
+        for image in images:
+            loop.process(image)
+
+    return {"detector": detector, "embedder": embedder, "pipeline": whole}
 
 
 async def measure(calls: dict[str, Call], repeats: int) -> dict[str, float]:
-    """Median seconds per backend; backends alternate call by call, so a load spike on a
-    shared machine hits all of them alike instead of skewing the ratio."""
+    """Median seconds per peer; peers alternate call by call."""
     for call in calls.values():
         await call()  # warm-up
-    samples: dict[str, list[float]] = {kind: [] for kind in calls}
+    samples: dict[str, list[float]] = {peer: [] for peer in calls}
     for _ in range(repeats):
-        for kind, call in calls.items():
+        for peer, call in calls.items():
             start = time.perf_counter()
             await call()
-            samples[kind].append(time.perf_counter() - start)
-    return {kind: statistics.median(s) for kind, s in samples.items()}
+            samples[peer].append(time.perf_counter() - start)
+    return {peer: statistics.median(s) for peer, s in samples.items()}
 
 
-async def bench(backends: list[Settings], batches: list[int], repeats: int) -> list[dict]:
-    pipelines = {s.backend: await started_pipeline(s) for s in backends}
+async def bench(settings: Settings, triton_url: str | None, n: int, batch: int, repeats: int) -> dict:
+    images = photo_set(n)
+    peers = {"facestream": settings.replace(backend="onnx")}
+    if triton_url:
+        peers["triton"] = settings.replace(backend="triton", triton_url=triton_url)
+    pipelines = {}
+    for peer, peer_settings in peers.items():
+        pipelines[peer] = FacePipeline(create_backend(peer_settings), peer_settings.replace(emit_aligned=True))
+        await pipelines[peer].start()
     try:
-        reference = pipelines["onnx"]
-        images = [reference.decode(photo_bytes(name)) for name in PORTRAITS]
-        canvas, _ = letterbox_batch(images, reference.settings.canvas_size)
-        faces = np.stack([f.aligned for found in await reference.process(images) for f in found.faces])
-        rows = []
-        for n in batches:
-            per_backend = {kind: stage_calls(p, n, images, canvas, faces) for kind, p in pipelines.items()}
-            for stage in ("detector", "embedder", "pipeline"):
-                seconds = await measure({kind: calls[stage] for kind, calls in per_backend.items()}, repeats)
-                unit = "faces/s" if stage == "embedder" else "images/s"
-                for kind, s in seconds.items():
-                    rows.append(
-                        {
-                            "backend": kind,
-                            "stage": stage,
-                            "batch": n,
-                            "seconds_per_batch": s,
-                            "items_per_s": n / s,
-                            "unit": unit,
-                        }
-                    )
-                    print(f"  {kind:6} {stage:8} batch {n:3}: {n / s:8.1f} {unit}", flush=True)
-        return rows
+        loop = OpenCvLoop(settings)
+        found = [f for result in await pipelines["facestream"].process(images) for f in result.faces]
+        crops = np.stack([f.aligned for f in found])  # the embedder stage's input, for every peer
+        faces = {peer: len(found) for peer in pipelines} | {"opencv": sum(len(loop.detect(im)) for im in images)}
+        calls = {peer: await facestream_calls(p, images, crops, batch) for peer, p in pipelines.items()}
+        calls["opencv"] = opencv_calls(loop, images, crops)
+        seconds = {}
+        for stage in ("detector", "embedder", "pipeline"):
+            seconds[stage] = await measure({peer: c[stage] for peer, c in calls.items()}, repeats)
+            print(f"  {stage:8}: " + "  ".join(f"{p} {s:.3f} s" for p, s in seconds[stage].items()), flush=True)
+        return {"images": len(images), "crops": len(crops), "faces": faces, "seconds": seconds}
     finally:
         for p in pipelines.values():
             await p.close()
 
 
-def ratios(rows: list[dict]) -> list[dict]:
-    """Triton seconds over ONNX Runtime seconds per (stage, batch): the cost of going over the wire."""
-    onnx = {(r["stage"], r["batch"]): r for r in rows if r["backend"] == "onnx"}
-    out = []
-    for r in rows:
-        base = onnx.get((r["stage"], r["batch"]))
-        if r["backend"] == "triton" and base:
-            out.append(
-                {
-                    "stage": r["stage"],
-                    "batch": r["batch"],
-                    "triton_over_onnx_time": r["seconds_per_batch"] / base["seconds_per_batch"],
-                }
-            )
+def ratios(result: dict) -> dict[str, float]:
+    """facestream over OpenCV (throughput), Triton time over ONNX Runtime time."""
+    s, faces = result["seconds"], result["faces"]
+    out = {
+        "detector images/s, facestream / opencv": s["detector"]["opencv"] / s["detector"]["facestream"],
+        "embedder faces/s, facestream / opencv": s["embedder"]["opencv"] / s["embedder"]["facestream"],
+        "pipeline images/s, facestream / opencv": s["pipeline"]["opencv"] / s["pipeline"]["facestream"],
+        "pipeline faces/s, facestream / opencv": (faces["facestream"] / s["pipeline"]["facestream"])
+        / (faces["opencv"] / s["pipeline"]["opencv"]),
+    }
+    if "triton" in s["pipeline"]:
+        for stage in s:
+            out[f"{stage} time, triton / onnx"] = s[stage]["triton"] / s[stage]["facestream"]
     return out
 
 
-def print_table(rows: list[dict], overheads: list[dict]) -> None:
-    by_key = {(r["backend"], r["stage"], r["batch"]): r["items_per_s"] for r in rows}
-    over = {(o["stage"], o["batch"]): o["triton_over_onnx_time"] for o in overheads}
-    print(f"\n{'stage':9} {'batch':>5} {'onnx /s':>10} {'triton /s':>10} {'triton time / onnx time':>24}")
-    for stage, n in sorted({(r["stage"], r["batch"]) for r in rows}):
-        triton = by_key.get(("triton", stage, n))
-        ratio = over.get((stage, n))
-        triton_cell = f"{triton:10.1f}" if triton else f"{'-':>10}"
-        ratio_cell = f"{ratio:24.2f}" if ratio else f"{'-':>24}"
-        print(f"{stage:9} {n:5} {by_key[('onnx', stage, n)]:10.1f} {triton_cell} {ratio_cell}")
+def print_table(result: dict) -> None:
+    s, faces, n = result["seconds"], result["faces"], result["images"]
+    print(f"\n{result['images']} images, {result['crops']} crops; faces found: "
+          + ", ".join(f"{p} {k}" for p, k in faces.items()))
+    print(f"{'peer':11} {'detector img/s':>15} {'embedder faces/s':>17} {'pipeline img/s':>15} {'pipeline faces/s':>17}")
+    for peer in s["pipeline"]:
+        print(f"{peer:11} {n / s['detector'][peer]:15.1f} {result['crops'] / s['embedder'][peer]:17.1f} "
+              f"{n / s['pipeline'][peer]:15.1f} {faces[peer] / s['pipeline'][peer]:17.1f}")
 
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16, help="images per FacePipeline.process call")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per stage (median reported)")
     parser.add_argument("--triton-url", help="also measure the triton backend at this gRPC address")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    backends = [settings.replace(backend="onnx")]
-    if args.triton_url:
-        backends.append(settings.replace(backend="triton", triton_url=args.triton_url))
-    rows = await bench(backends, args.batches, args.repeats)
-    overheads = ratios(rows)
-    print_table(rows, overheads)
-
+    result = await bench(settings, args.triton_url, args.images, args.batch, args.repeats)
+    print_table(result)
     report = {
         "benchmark": "bench_inference",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -156,20 +192,18 @@ async def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__,
-            "providers": onnxruntime.get_available_providers(),
+            "opencv": cv2.__version__,
         },
-        "inputs": {
-            "photos": list(PORTRAITS),
-            "canvas": settings.canvas_size,
-            "repeats": args.repeats,
-            "interleaved": True,
-        },
-        "results": rows,
-        "triton_over_onnx": overheads,
+        "inputs": {"images": args.images, "batch": args.batch, "canvas": settings.canvas_size,
+                   "embedder_model": settings.embedder_model, "repeats": args.repeats, "interleaved": True},
+        "result": result,
+        "ratios": ratios(result),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out}")
+    for name, value in report["ratios"].items():
+        print(f"{name}: {value:.2f}")
     return 0
 
 

@@ -39,11 +39,10 @@ import cv2
 import numpy as np
 from confluent_kafka import Consumer
 
+from perf.opencv_loop import OpenCvLoop
 from streams.codecs import AvroCodec
 from streams.config import Settings
 from streams.kafka import Producer, TopicNames, confluent_consumer, ensure_topics, messages
-from streams.models.catalog import SFACE, YUNET
-from streams.vision.letterbox import letterbox_scale
 from tests.support import REPO
 from tests.support.broker import kafka_broker
 from tests.support.photos import PHOTOS, PORTRAITS, photo_path
@@ -222,27 +221,14 @@ def peer_run(paths: list[Path], events: int) -> dict:
 
 
 def peer_main(events: int, paths: list[str]) -> None:
-    """Decode, fit onto the canvas, detect, align and embed one image at a time, as OpenCV's samples do."""
-    settings = Settings.from_env()
-    detector = cv2.FaceDetectorYN.create(
-        str(settings.model_path / YUNET.filename), "", (settings.canvas_size, settings.canvas_size),
-        settings.score_threshold, settings.nms_threshold,
-    )
-    recogniser = cv2.FaceRecognizerSF.create(str(settings.model_path / SFACE.filename), "")
+    """Decode, detect, align and embed one image at a time, as OpenCV's samples do (perf.opencv_loop)."""
+    loop = OpenCvLoop(Settings.from_env())
     payloads = [Path(p).read_bytes() for p in paths]
     print("ready", flush=True)
     sys.stdin.readline()
     start = time.perf_counter()
     for i in range(events):
-        image = cv2.imdecode(np.frombuffer(payloads[i % len(payloads)], np.uint8), cv2.IMREAD_COLOR)
-        scale = letterbox_scale(image.shape[0], image.shape[1], settings.canvas_size)
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
-        detector.setInputSize(size)
-        _, faces = detector.detect(small)
-        for face in faces if faces is not None else []:
-            face[:14] /= scale  # box and landmarks back to original pixels
-            recogniser.feature(recogniser.alignCrop(image, face))
+        loop.process(cv2.imdecode(np.frombuffer(payloads[i % len(payloads)], np.uint8), cv2.IMREAD_COLOR))
     print(f"done {events / (time.perf_counter() - start)}", flush=True)
     sys.stdin.readline()
 

@@ -153,7 +153,16 @@ class Settings:
         40_000_000, "Largest width*height accepted, read from the header before decoding.", minimum=1
     )
     min_image_side: int = _setting(16, "Smallest accepted width or height in pixels.", minimum=1)
-    canvas_size: int = _setting(640, "Side of the square letterbox canvas the detector sees.", minimum=1)
+    canvas_size: int = _setting(
+        640, "Longest side of the canvas the detector sees (larger images are shrunk to fit).", minimum=1
+    )
+    canvas_fit: str = _setting(
+        "auto",
+        "Detector canvas: image (each image's own shape, stride-rounded: a CPU pays for every pixel), "
+        "square (canvas_size x canvas_size: one shape, so a GPU server batches any images), "
+        "auto (square for triton, image for onnx).",
+        choices=("auto", "image", "square"),
+    )
 
     # --- faces -----------------------------------------------------------
     score_threshold: float = _setting(0.6, "Lowest detector score kept as a face.")
@@ -175,7 +184,15 @@ class Settings:
     detector_format: str = _setting("yunet", "Layout of the detector outputs.", choices=("yunet", "scrfd"))
     detector_model: str = _setting("face_detector", "Detector model name (Triton repository name).")
     embedder_model: str = _setting("face_embedder", "Embedder model name (Triton repository name).")
-    onnx_threads: int = _setting(0, "Intra-op threads of ONNX Runtime; 0 lets it choose.")
+    onnx_precision: str = _setting(
+        "int8",
+        "Embedder the onnx backend runs: int8 (quantised, calibrated on real faces, cosine >= 0.99 to float32; "
+        "written by `facestream models fetch`) or float32 (the file Triton serves).",
+        choices=("int8", "float32"),
+    )
+    onnx_threads: int = _setting(
+        0, "Single-threaded ONNX Runtime runs computing at once (the onnx backend's cores); 0 means one per core."
+    )
     triton_url: str = _setting("127.0.0.1:8001", "Triton gRPC endpoint.")
     triton_timeout_s: float = _setting(10.0, "Per-request timeout of Triton calls.")
     backend_retries: int = _setting(

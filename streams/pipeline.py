@@ -1,11 +1,13 @@
 """FacePipeline: decoded images in, faces (box, score, landmarks, L2-normalised embedding) out.
 
 A batch of images costs as few model calls as the backend's max batch size
-allows: images are letterboxed into uint8 tensors of that many canvases, one
+allows: images are letterboxed into uint8 tensors of that many canvases (images
+of one canvas shape together, see :mod:`streams.vision.letterbox`), one
 detector call each, and the faces of *all* images are aligned into a single
 embedder batch. That is what makes Triton's GPU worth having; per-image calls
-would not be. Canvases and raw detector outputs live one call at a time, so the
-memory of detection does not grow with the batch.
+would not be. Canvases and raw detector outputs live only while their call runs,
+and no more calls run at once than the backend runs in parallel, so the memory of
+detection does not grow with the batch.
 
 Decoding bytes is deliberately not part of :meth:`FacePipeline.process`: the
 worker runs :meth:`FacePipeline.decode` per event (in a thread pool), sends
@@ -15,6 +17,8 @@ rejections to the dead-letter topic, and hands only valid images to
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -28,7 +32,7 @@ from streams.vectors import unit_rows
 from streams.vision.align import align_faces
 from streams.vision.detect import Detections, FaceFilter, select_faces
 from streams.vision.image import ImageHeader, ImageLimits, decode_image, inspect_image
-from streams.vision.letterbox import letterbox_batch
+from streams.vision.letterbox import canvas_shape, letterbox_batch
 from streams.vision.quality import FaceQuality, face_quality
 
 
@@ -58,13 +62,30 @@ class ModelIdentity:
     version: str
 
 
+async def timed_infer(backend: InferenceBackend, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """One backend call, observed in facestream_inference_seconds."""
+    with metrics.INFERENCE_SECONDS.labels(model=model).time():
+        return await backend.infer(model, batch)
+
+
 async def infer_chunked(backend: InferenceBackend, model: str, batch: np.ndarray) -> dict[str, np.ndarray]:
-    """Run ``model`` on a batch of any size, in pieces of the backend's max batch size, outputs concatenated."""
-    step = backend.model_info(model).max_batch_size or len(batch)
-    parts = []
-    for i in range(0, len(batch), step):
-        with metrics.INFERENCE_SECONDS.labels(model=model).time():  # one backend call: facestream_inference_seconds
-            parts.append(await backend.infer(model, batch[i : i + step]))
+    """Run ``model`` on a batch of any size, outputs concatenated in order.
+
+    The batch goes in pieces of at most the model's max batch size, as many at once as the backend
+    runs calls in parallel (:attr:`InferenceBackend.parallel_calls`); a batch smaller than that many
+    full pieces is split evenly, so that every parallel run has work.
+    """
+    calls = backend.parallel_calls
+    step = min(backend.model_info(model).max_batch_size or len(batch), max(1, -(-len(batch) // calls)))
+    limit = asyncio.Semaphore(calls)
+
+    async def piece(first: int) -> dict[str, np.ndarray]:
+        async with limit:
+            return await timed_infer(backend, model, batch[first : first + step])
+
+    async with asyncio.TaskGroup() as group:  # one failure cancels the other pieces
+        tasks = [group.create_task(piece(first)) for first in range(0, len(batch), step)]
+    parts = [t.result() for t in tasks]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -104,38 +125,69 @@ class FacePipeline:
         """Faces of every decoded BGR image, in input order; an image without faces has an empty list."""
         if not images:
             return []
+        started = time.perf_counter()
         timings: dict[str, float] = {}
+        detections = await self.detect(images, timings)
         clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = timings.get(stage, 0.0) + (now - clock) * 1000.0
-            clock = now
-
-        detections: list[Detections] = []
-        step = self.backend.model_info(self.settings.detector_model).max_batch_size or len(images)
-        for first in range(0, len(images), step):
-            chunk = images[first : first + step]
-            canvas, scales = letterbox_batch(chunk, self.settings.canvas_size)
-            lap("letterbox")
-            outputs = await infer_chunked(self.backend, self.settings.detector_model, canvas)
-            lap("detect")
-            detections += [
-                select_faces(self._candidates(outputs, i, canvas.shape[1:3]), scales[i], image.shape[:2], self._filter)
-                for i, image in enumerate(chunk)
-            ]
-            lap("decode_boxes")
         crops = [align_faces(image, d.landmarks) for image, d in zip(images, detections, strict=True)]
         all_crops = np.concatenate(crops)  # images is not empty, and an image without faces adds [0, 112, 112, 3]
-        lap("align")
+        timings["align"] = (time.perf_counter() - clock) * 1000.0
+        clock = time.perf_counter()
         embeddings = await self._embed(all_crops)
-        lap("embed")
-        timings["total"] = sum(timings.values())
+        timings["embed"] = (time.perf_counter() - clock) * 1000.0
+        timings["total"] = (time.perf_counter() - started) * 1000.0
         return self._assemble(detections, crops, embeddings, timings)
 
-    def _candidates(self, outputs: dict[str, np.ndarray], index: int, canvas_hw: tuple[int, int]) -> Detections:
-        return self.detector.decode(outputs, index, canvas_hw, self.settings.score_threshold)
+    async def detect(self, images: list[np.ndarray], timings: dict[str, float] | None = None) -> list[Detections]:
+        """Detections of every image, in input order.
+
+        Images of one canvas shape share detector calls of up to the max batch size, and as many calls
+        run at once as the backend runs in parallel. Letterboxing runs off the event loop (shrinking a
+        large photo takes milliseconds). ``timings`` gets each stage's milliseconds summed over the calls
+        (letterbox, detect, decode_boxes); calls overlap, so their sum may exceed the time that passed.
+        """
+        timings = {} if timings is None else timings
+        square = self._square_canvas()
+        shapes = [canvas_shape(*image.shape[:2], self.settings.canvas_size, square=square) for image in images]
+        step = self.backend.model_info(self.settings.detector_model).max_batch_size or len(images)
+        pieces = []
+        by_shape = itertools.groupby(sorted(range(len(images)), key=shapes.__getitem__), shapes.__getitem__)
+        for shape, group in by_shape:
+            members = list(group)
+            pieces += [(shape, members[first : first + step]) for first in range(0, len(members), step)]
+        detections: list[Detections | None] = [None] * len(images)
+        limit = asyncio.Semaphore(self.backend.parallel_calls)  # canvases and raw outputs of that many calls at most
+        loop = asyncio.get_running_loop()
+
+        def lap(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + (now - since) * 1000.0
+            return now
+
+        async def piece(shape: tuple[int, int], members: list[int]) -> None:
+            async with limit:
+                clock = time.perf_counter()
+                chunk = [images[i] for i in members]
+                canvas, scales = await loop.run_in_executor(
+                    None, letterbox_batch, chunk, self.settings.canvas_size, shape
+                )
+                clock = lap("letterbox", clock)
+                outputs = await timed_infer(self.backend, self.settings.detector_model, canvas)
+                clock = lap("detect", clock)
+                del canvas
+                for j, i in enumerate(members):
+                    candidates = self.detector.decode(outputs, j, shape, self.settings.score_threshold)
+                    detections[i] = select_faces(candidates, scales[j], images[i].shape[:2], self._filter)
+                lap("decode_boxes", clock)
+
+        async with asyncio.TaskGroup() as group:
+            for shape, members in pieces:
+                group.create_task(piece(shape, members))
+        return detections
+
+    def _square_canvas(self) -> bool:
+        fit = self.settings.canvas_fit
+        return self.backend.square_canvas if fit == "auto" else fit == "square"
 
     async def _embed(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:

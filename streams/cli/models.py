@@ -1,4 +1,4 @@
-"""``facestream models fetch``: pretrained files into the cache, then the serving variants (idempotent)."""
+"""``facestream models fetch``: pretrained files into the cache, the serving variants, the int8 embedder (idempotent)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 
 from streams.config import Settings
 from streams.models.fetch import ModelFetchError, fetch_pretrained
+from streams.models.int8 import Int8Rejected, write_int8_embedder
 from streams.models.variants import write_variants
+
+CALIBRATION_PHOTOS = "photos"  # under the model cache: the real photos the int8 embedder is calibrated on
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,4 +30,9 @@ def _fetch(args: argparse.Namespace) -> int:
         print(f"verified {path}")
     for path in write_variants(settings):
         print(f"wrote {path}")
+    try:
+        print(f"wrote {write_int8_embedder(settings, settings.model_path / CALIBRATION_PHOTOS)}")
+    except (ModelFetchError, Int8Rejected) as exc:
+        print(f"error: {exc}")
+        return 1
     return 0

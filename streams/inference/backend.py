@@ -46,6 +46,11 @@ class InferenceBackend(abc.ABC):
     """Runs serving models on batches; async, because the worker is."""
 
     kind: str  # "onnx" or "triton"
+    #: The detector canvas when ``Settings.canvas_fit`` is auto: square where one shape lets a server batch
+    #: any images (a GPU has pixels to spare), each image's own shape where every pixel costs CPU time.
+    square_canvas: bool
+    #: How many calls the backend computes at once, to the benefit of the caller who issues that many.
+    parallel_calls: int = 1
 
     def __init__(self) -> None:
         self._info: dict[str, ModelInfo] = {}  # filled by start(), per model

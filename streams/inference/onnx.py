@@ -1,27 +1,37 @@
 """In-process ONNX Runtime backend: the embedded default, no server needed.
 
 It reads the very files Triton serves (``<model_repository>/<model>/1/model.onnx``)
-so both backends run identical graphs. Sessions are created in :meth:`start`
-and every run happens on one dedicated thread: ONNX Runtime releases the GIL, so
-the event loop keeps consuming and producing while a batch computes, and runs
-never overlap. Overlapping runs would not finish sooner (they share the same
-cores) but each would hold its own activations, and runs scattered over
-asyncio's default executor spread their allocations over as many malloc heaps.
+so both backends run identical graphs (rewritten in memory only where ONNX
+Runtime's CPU kernels are slow, with unchanged outputs: :mod:`.cpu_graph`).
+Sessions are created in :meth:`start`.
+
+Threads: every run is single-threaded, and as many runs go at once as there are
+cores (``Settings.onnx_threads``), each on its own thread of a dedicated pool.
+ONNX Runtime releases the GIL, so the event loop keeps consuming and producing
+while they compute. Small convolutions (a 112x112 face, a 640x352 canvas) split
+over several intra-op threads spend much of their time synchronising, and idle
+intra-op threads spin, taking the cores the decode pool needs; independent
+single-threaded runs keep every core busy with work. The callers
+(:func:`streams.pipeline.infer_chunked`, the detector's calls) issue that many
+pieces at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
 from streams.config import Settings
 from streams.errors import BackendError, BackendNotReady
 from streams.inference.backend import ONNX_DATATYPES, InferenceBackend, ModelInfo, TensorSpec
+from streams.inference.cpu_graph import split_prelu
 from streams.models.catalog import SERVING_VERSION, serving_path
 
 #: Largest batch of one session run, per model. On CPU a larger batch buys these models no throughput
@@ -34,6 +44,7 @@ EMBEDDER_MAX_BATCH = 8
 
 class OnnxBackend(InferenceBackend):
     kind = "onnx"
+    square_canvas = False
 
     def __init__(self, settings: Settings, models: tuple[str, ...] | None = None, max_batch_size: int | None = None):
         """``max_batch_size``, when given, is every model's limit instead of the per-model defaults."""
@@ -43,7 +54,8 @@ class OnnxBackend(InferenceBackend):
         defaults = {settings.detector_model: DETECTOR_MAX_BATCH, settings.embedder_model: EMBEDDER_MAX_BATCH}
         self._max_batch = {m: max_batch_size or defaults.get(m, DETECTOR_MAX_BATCH) for m in self._models}
         self._sessions: dict[str, ort.InferenceSession] = {}
-        self._runner = ThreadPoolExecutor(1, thread_name_prefix="onnx")
+        self.parallel_calls = settings.onnx_threads or len(os.sched_getaffinity(0))
+        self._runner = ThreadPoolExecutor(self.parallel_calls, thread_name_prefix="onnx")
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._runner, self._load)
@@ -73,12 +85,15 @@ class OnnxBackend(InferenceBackend):
 
     def _load(self) -> None:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self._settings.onnx_threads
+        options.intra_op_num_threads = 1  # parallel runs instead: see the module docstring
+        options.inter_op_num_threads = 1
         for model in self._models:
-            path = serving_path(self._settings, model)
+            precision = self._settings.onnx_precision if model == self._settings.embedder_model else "float32"
+            path = serving_path(self._settings, model, precision)
             if not path.exists():
                 raise BackendNotReady(f"{path} does not exist; run `facestream models fetch` first")
-            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            graph = split_prelu(onnx.load(path)).SerializeToString()
+            session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
             self._info[model] = _model_info(model, path, session, self._max_batch[model])
             self._sessions[model] = session
 

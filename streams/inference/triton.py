@@ -37,6 +37,7 @@ class TritonBackend(InferenceBackend):
     """Serving models on Triton; ``models`` defaults to the detector and embedder of ``settings``."""
 
     kind = "triton"
+    square_canvas = True
 
     def __init__(self, settings: Settings, models: Sequence[str] | None = None) -> None:
         super().__init__()

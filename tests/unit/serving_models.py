@@ -6,7 +6,9 @@ import functools
 
 from streams.config import Settings
 from streams.models.fetch import fetch_pretrained
+from streams.models.int8 import write_int8_embedder
 from streams.models.variants import write_variants
+from tests.support.photos import CACHE
 
 
 @functools.cache
@@ -15,4 +17,5 @@ def serving_settings() -> Settings:
     settings = Settings()
     fetch_pretrained(settings.model_path)
     write_variants(settings)
+    write_int8_embedder(settings, CACHE)
     return settings

@@ -1,4 +1,5 @@
 import asyncio
+import os
 import threading
 
 import cv2
@@ -66,22 +67,36 @@ async def test_cpu_runs_are_small_batches_by_default():
     await b.close()
 
 
-async def test_runs_never_overlap_and_stay_on_one_thread(backend, monkeypatch):
-    """Concurrent infer calls (two batches in flight) take turns on one thread: one set of activations at a time."""
+@pytest.mark.parametrize("runs", [1, 2])
+async def test_concurrent_calls_run_at_most_onnx_threads_at_once_each_on_a_pool_thread(runs, monkeypatch):
+    """Concurrent infer calls (two batches in flight, pieces of one batch) share ``onnx_threads`` runs."""
+    settings = serving_settings().replace(onnx_threads=runs)
+    backend = OnnxBackend(settings)
+    await backend.start()
+    assert backend.parallel_calls == runs
     running, overlap, threads = 0, 0, set()
     run = backend.run
+    lock = threading.Lock()
 
     def counted(model, batch):
         nonlocal running, overlap
-        running += 1
-        overlap = max(overlap, running)
+        with lock:
+            running += 1
+            overlap = max(overlap, running)
         threads.add(threading.get_ident())
         try:
             return run(model, batch)
         finally:
-            running -= 1
+            with lock:
+                running -= 1
 
     monkeypatch.setattr(backend, "run", counted)
     faces = np.zeros((2, 112, 112, 3), np.uint8)
-    await asyncio.gather(*(backend.infer(serving_settings().embedder_model, faces) for _ in range(4)))
-    assert overlap == 1 and len(threads) == 1
+    await asyncio.gather(*(backend.infer(settings.embedder_model, faces) for _ in range(6)))
+    assert overlap <= runs and len(threads) <= runs and threading.get_ident() not in threads
+    await backend.close()
+
+
+async def test_one_core_by_default_per_run_and_one_run_per_core():
+    backend = OnnxBackend(serving_settings())
+    assert backend.parallel_calls == len(os.sched_getaffinity(0))
