@@ -34,12 +34,14 @@ from streams.inference.backend import ONNX_DATATYPES, InferenceBackend, ModelInf
 from streams.inference.cpu_graph import split_prelu
 from streams.models.catalog import SERVING_VERSION, serving_path
 
-#: Largest batch of one session run, per model. On CPU a larger batch buys these models no throughput
-#: (one thread, per item: the detector 8.7 ms at 1 and 12.3 ms at 8, the embedder 23 ms from 1 to 16),
-#: while ONNX Runtime's arena keeps the activations of the largest run it ever made: about 40 MB per
-#: 640x640 canvas and 9 MB per 112x112 face.
-DETECTOR_MAX_BATCH = 2
-EMBEDDER_MAX_BATCH = 8
+#: Largest batch of one session run, per model. On CPU a larger batch buys these models no throughput, it
+#: costs some: one input's activations stay in the core's caches, several do not (one thread, CPU time per
+#: item at batch 1, 4 and 8 -- embedder int8: 14.7, 20.5, 24.3 ms; float32: 18.7, 28.9, 31.0 ms; detector
+#: on a 640x352 canvas at 1, 2, 4: 6.6, 8.7, 11.0 ms). And ONNX Runtime's arena keeps the activations of
+#: the largest run it ever made: about 40 MB per 640x640 canvas and 9 MB per 112x112 face. Parallel runs,
+#: one per core, keep the cores busy instead (see the module docstring).
+DETECTOR_MAX_BATCH = 1
+EMBEDDER_MAX_BATCH = 1
 
 
 class OnnxBackend(InferenceBackend):

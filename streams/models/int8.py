@@ -35,6 +35,7 @@ import onnx
 import onnxruntime as ort
 from onnx import version_converter
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from streams.config import Settings
 from streams.inference.cpu_graph import split_prelu
@@ -46,7 +47,8 @@ MIN_COSINE = 0.99
 FLOAT_CONVOLUTIONS = 5  # the first convolutions, in graph order, kept float (see the module docstring)
 VARIANTS_PER_FACE = 24  # calibration crops made of each real face
 QDQ_OPSET = 13  # per-channel DequantizeLinear needs its axis attribute
-SOURCE_KEY = "facestream.float32_sha256"  # metadata: the float32 variant this file was made from
+SOURCE_KEY = "facestream.made_from"  # metadata: the float32 variant's sha256 and the recipe that made this file
+RECIPE = "3"  # bump when what this module does changes, so that `models fetch` makes the file again
 
 
 class Int8Rejected(RuntimeError):
@@ -56,17 +58,18 @@ class Int8Rejected(RuntimeError):
 def write_int8_embedder(settings: Settings, photos: Path) -> Path:
     """Quantise the float32 embedder variant, check it on the real faces, write it; its path.
 
-    Idempotent: a file made from the present float32 variant (its sha256 is recorded in the file) is kept.
+    Idempotent: a file made from the present float32 variant by this recipe (both recorded in it) is kept.
     """
     source = serving_path(settings, settings.embedder_model)
     target = serving_path(settings, settings.embedder_model, precision="int8")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = f"{hashlib.sha256(source.read_bytes()).hexdigest()} recipe {RECIPE}"
     if target.exists() and _made_from(target) == digest:
         return target
     faces = _real_faces(settings, photos)
     with tempfile.TemporaryDirectory(prefix="facestream-int8-") as tmp:
-        prepared, quantised = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(version_converter.convert_version(split_prelu(onnx.load(source)), QDQ_OPSET), prepared)
+        converted, prepared, quantised = (Path(tmp) / f"{n}.onnx" for n in ("converted", "prepared", "int8"))
+        onnx.save(version_converter.convert_version(split_prelu(onnx.load(source)), QDQ_OPSET), converted)
+        quant_pre_process(str(converted), str(prepared), skip_symbolic_shape=True)  # folds BatchNormalization into Conv
         convolutions = [n.name for n in onnx.load(prepared).graph.node if n.op_type == "Conv"]
         quantize_static(
             str(prepared), str(quantised), _Calibration(_augmented(faces)),

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from streams.inference.cpu_graph import split_prelu
@@ -15,23 +16,34 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_split_prelu_is_prelu_exactly_for_slopes_of_any_sign():
-    slope = np.array([-0.8, 0.0, 0.25, 1.1], np.float32).reshape(4, 1, 1)
+def _prelu_model(slope: np.ndarray) -> onnx.ModelProto:
     graph = helper.make_graph(
         [helper.make_node("PRelu", ["x", "slope"], ["y"])],
         "prelu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [numpy_helper.from_array(slope, "slope")],
+        [numpy_helper.from_array(slope.reshape(4, 1, 1), "slope")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize(
+    ("slopes", "kernels"),
+    [
+        ([-0.8, 0.0, 0.25, 1.0], ["Mul", "Max"]),  # every slope at most 1
+        ([-0.8, 0.0, 0.25, 1.1], ["Relu", "Min", "Mul", "Add"]),  # one above 1
+    ],
+)
+def test_split_prelu_is_prelu_exactly_for_slopes_of_any_sign(slopes, kernels):
+    slope = np.array(slopes, np.float32)
+    model = _prelu_model(slope)
     x = np.random.default_rng(3).normal(0, 1e3, (1, 4, 8, 8)).astype(np.float32)
     x[0, :, 0, :3] = [0.0, -0.0, np.float32(-1e-40)]  # zeros and a subnormal
     rewritten = split_prelu(model)
-    assert [n.op_type for n in rewritten.graph.node] == ["Relu", "Neg", "Relu", "Mul", "Sub"]
+    assert [n.op_type for n in rewritten.graph.node] == kernels
     (expected,), (actual,) = _session(model).run(None, {"x": x}), _session(rewritten).run(None, {"x": x})
     np.testing.assert_array_equal(actual, expected)
-    np.testing.assert_array_equal(actual, np.where(x > 0, x, slope * x))
+    np.testing.assert_array_equal(actual, np.where(x > 0, x, slope.reshape(4, 1, 1) * x))
 
 
 def test_the_embedder_without_prelu_gives_the_files_embeddings_on_real_faces(photo_bytes):
