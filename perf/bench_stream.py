@@ -40,18 +40,26 @@ from tests.support.worker import WorkerProcess
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_stream.json"
 
 
-async def pipeline_images_per_s(settings: Settings, payloads: list[bytes], n: int) -> float:
-    """Images/s of decode + FacePipeline.process over ``n`` images in batches of ``settings.max_batch``."""
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) of a process so far: this one by default."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+async def pipeline_images_per_s(settings: Settings, payloads: list[bytes], n: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of decode + FacePipeline.process over ``n`` images in batches of ``max_batch``."""
     pipeline = FacePipeline(create_backend(settings), settings)
     await pipeline.start()
     try:
         batch = settings.max_batch
         await pipeline.process([pipeline.decode(payloads[0])])  # warm-up
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         for first in range(0, n, batch):
             images = [pipeline.decode(payloads[i % len(payloads)]) for i in range(first, min(n, first + batch))]
             await pipeline.process(images)
-        return n / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start), (cpu_seconds() - cpu) / n * 1000
     finally:
         await pipeline.close()
 
@@ -62,14 +70,15 @@ def stream_run(settings: Settings, payloads: list[bytes], n: int, workdir: Path)
     topics = TopicNames.from_settings(settings)
     consumer = Consumer(confluent_consumer(settings, group_id=f"bench-{uuid.uuid4().hex[:6]}"))
     consumer.subscribe([topics.embeddings])
-    with WorkerProcess(settings, workdir / "worker.log"):
+    with WorkerProcess(settings, workdir / "worker.log") as worker:
         # Warm-up: the worker's first batch pays for session start-up and thread pools.
         warm = _publish(settings, codec, topics.images, payloads, 2 * settings.max_batch, "warm")
         _collect(consumer, codec, warm)
-        start = time.time()
+        start, worker_cpu, own_cpu = time.time(), cpu_seconds(worker.process.pid), cpu_seconds()
         sent = _publish(settings, codec, topics.images, payloads, n, "run")
         latencies = _collect(consumer, codec, sent)
         elapsed = time.time() - start
+        worker_cpu, own_cpu = cpu_seconds(worker.process.pid) - worker_cpu, cpu_seconds() - own_cpu
     consumer.close()
     lat = np.array(latencies)
     return {
@@ -78,6 +87,8 @@ def stream_run(settings: Settings, payloads: list[bytes], n: int, workdir: Path)
         "images_per_s": n / elapsed,
         "latency_p50_s": float(np.percentile(lat, 50)),
         "latency_p99_s": float(np.percentile(lat, 99)),
+        "worker_cpu_ms_per_image": worker_cpu / n * 1000,
+        "producer_consumer_cpu_ms_per_image": own_cpu / n * 1000,  # this process, publishing and reading
     }
 
 
@@ -125,13 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=str(Path(tmp) / "worker"),
         )
         ensure_topics(settings)
-        before = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
-        print(f"pipeline (before): {before:7.1f} images/s", flush=True)
+        before, cpu_before = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
+        print(f"pipeline (before): {before:7.1f} images/s  CPU {cpu_before:.1f} ms/image", flush=True)
         stream = stream_run(settings, payloads, args.images, Path(tmp))
         print(f"stream:            {stream['images_per_s']:7.1f} images/s  "
-              f"p50 {stream['latency_p50_s'] * 1000:.0f} ms  p99 {stream['latency_p99_s'] * 1000:.0f} ms", flush=True)
-        after = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
-        print(f"pipeline (after):  {after:7.1f} images/s", flush=True)
+              f"p50 {stream['latency_p50_s'] * 1000:.0f} ms  p99 {stream['latency_p99_s'] * 1000:.0f} ms  "
+              f"CPU worker {stream['worker_cpu_ms_per_image']:.1f} ms/image, "
+              f"producer+consumer {stream['producer_consumer_cpu_ms_per_image']:.1f} ms/image", flush=True)
+        after, cpu_after = asyncio.run(pipeline_images_per_s(settings, payloads, args.images))
+        print(f"pipeline (after):  {after:7.1f} images/s  CPU {cpu_after:.1f} ms/image", flush=True)
     pipeline = (before + after) / 2
     ratio = stream["images_per_s"] / pipeline
     report = {
@@ -140,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "batch": args.batch,
         "pipeline_images_per_s": {"before": before, "after": after},
+        "pipeline_cpu_ms_per_image": {"before": cpu_before, "after": cpu_after},
         "stream": stream,
         "stream_over_pipeline": ratio,
     }

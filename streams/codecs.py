@@ -87,6 +87,8 @@ class AvroCodec:
         self._registry = registry
         self._written = dict(readers) if readers is not None else {n: schemas.load_json(n) for n in schemas.names()}
         self._readers = {name: schemas.parse(raw) for name, raw in self._written.items()}
+        # Each reader's single-object header, computed once: a fingerprint takes longer than encoding a record.
+        self._headers = {name: SINGLE_OBJECT_MAGIC + schema_fingerprint(s) for name, s in self._readers.items()}
         self._writers: dict[bytes, _Writer] = {}
         self._by_id: dict[int, _Writer] = {}
         self._schema_ids: dict[tuple[str, str], int] = {}  # (schema name, topic) -> registry id, once per process
@@ -134,7 +136,7 @@ class AvroCodec:
         schema = self._readers[name]
         body = io.BytesIO()
         if self._registry is None:
-            body.write(SINGLE_OBJECT_MAGIC + schema_fingerprint(schema))
+            body.write(self._headers[name])
         else:
             body.write(CONFLUENT_MAGIC + struct.pack(">I", self._schema_id(name, topic)))
         fastavro.schemaless_writer(body, schema, record)
