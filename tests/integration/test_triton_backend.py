@@ -52,7 +52,8 @@ async def triton(settings: Settings):
 
 @pytest.fixture
 async def onnx(settings: Settings):
-    backend = OnnxBackend(settings.replace(backend="onnx"))
+    """In-process ONNX Runtime on the float32 variant: the file Triton serves."""
+    backend = OnnxBackend(settings.replace(backend="onnx", onnx_precision="float32"))
     await backend.start()
     yield backend
     await backend.close()
@@ -96,7 +97,9 @@ async def test_detector_and_embedder_outputs_equal_onnx_runtime_on_photos(triton
     np.testing.assert_allclose(actual[SFACE.output], expected[SFACE.output], rtol=0, atol=TOLERANCE)
 
 
-async def test_pipeline_on_triton_gives_the_faces_of_onnx_runtime(triton, onnx, settings, photo_bytes) -> None:
+@pytest.mark.parametrize("fit", ["image", "square"])
+async def test_pipeline_on_triton_gives_the_faces_of_onnx_runtime(triton, onnx, settings, photo_bytes, fit) -> None:
+    settings = settings.replace(canvas_fit=fit)  # the same canvases on both (auto picks square for Triton only)
     on_onnx, on_triton = FacePipeline(onnx, settings), FacePipeline(triton, settings)
     images = [on_onnx.decode(data) for data in photo_bytes.values()]
     expected, actual = await on_onnx.process(images), await on_triton.process(images)
