@@ -3,13 +3,16 @@ from streams.models.catalog import SERVING_VERSION
 from tests.unit.serving_models import serving_settings
 
 
-def test_models_fetch_verifies_the_cache_and_writes_both_variants_idempotently(tmp_path, capsys, monkeypatch):
+def test_models_fetch_verifies_the_cache_and_writes_both_variants_and_the_int8_embedder_idempotently(
+    tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("FACESTREAM_MODEL_DIR", serving_settings().model_dir)
     monkeypatch.setenv("FACESTREAM_MODEL_REPOSITORY", str(tmp_path))
     assert main(["models", "fetch"]) == 0
-    first = {p: p.read_bytes() for p in tmp_path.rglob("model.onnx")}
+    int8 = tmp_path / "face_embedder" / SERVING_VERSION / "model.int8.onnx"
+    first = {p: p.read_bytes() for p in [*tmp_path.rglob("model.onnx"), int8]}
     assert main(["models", "fetch"]) == 0
-    assert {p: p.read_bytes() for p in tmp_path.rglob("model.onnx")} == first
+    assert {p: p.read_bytes() for p in first} == first
     assert sorted(str(p.relative_to(tmp_path)) for p in first) == [
         f"face_detector/{SERVING_VERSION}/model.onnx",
         f"face_embedder/{SERVING_VERSION}/model.onnx",
