@@ -15,6 +15,7 @@ def test_models_fetch_verifies_the_cache_and_writes_both_variants_and_the_int8_e
     assert {p: p.read_bytes() for p in first} == first
     assert sorted(str(p.relative_to(tmp_path)) for p in first) == [
         f"face_detector/{SERVING_VERSION}/model.onnx",
+        f"face_embedder/{SERVING_VERSION}/model.int8.onnx",
         f"face_embedder/{SERVING_VERSION}/model.onnx",
     ]
     assert (tmp_path / "face_detector" / SERVING_VERSION / "MIT-YuNet.txt").exists()
