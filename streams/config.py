@@ -106,8 +106,9 @@ class Settings:
     max_wait_ms: int = _setting(50, "Longest wait for a batch to fill once it holds one event.")
     decode_threads: int = _setting(4, "Threads decoding and validating images.", minimum=1)
     agent_concurrency: int = _setting(
-        2,
-        "Batches in flight per worker: one runs the models while another waits for Kafka to acknowledge.",
+        3,
+        "Batches in flight per worker (at-least-once): while one runs the models, others decode or wait for "
+        "Kafka to acknowledge.",
         minimum=1,
     )
 
@@ -137,6 +138,18 @@ class Settings:
     max_gallery_labels: int = _setting(
         100,
         "Galleries with their own facestream_gallery_size series; the others are summed under gallery=\"_other\".",
+    )
+    gallery_batch: int = _setting(
+        1024,
+        "Most gallery entries applied at once: one commit (one transaction under exactly-once) per batch, "
+        "within FACESTREAM_MAX_WAIT_MS.",
+        minimum=1,
+    )
+    gallery_dtype: str = _setting(
+        "float32",
+        "How gallery rows are stored: float16 halves and int8 quarters their memory and the bytes a query scans; "
+        "scores are exact cosines of the stored rows (float16 within about 1e-4 of float32, int8 about 2e-3).",
+        choices=("float32", "float16", "int8"),
     )
 
     # --- images ----------------------------------------------------------
@@ -204,6 +217,13 @@ class Settings:
 
     # --- re-ranking ------------------------------------------------------
     rerank_threads: int = _setting(0, "Threads of the C++ re-ranker; 0 means one per core.")
+    rerank_graph_k1: int = _setting(
+        20,
+        "Largest k1 a gallery's neighbour graph serves: k-reciprocal queries with k1 up to it (and k2 up to it + 1) "
+        "cost O(rows x dim) after the graph's one-off build on a gallery's first such query; a larger k1 takes "
+        "the dense O(rows^2 x dim) path, within FACESTREAM_MAX_QUERY_WORK.",
+        minimum=1,
+    )
 
     # --- decisions -------------------------------------------------------
     enrol_min_quality: float = _setting(

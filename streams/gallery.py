@@ -1,4 +1,4 @@
-"""Galleries held by a worker, each as one contiguous float32 matrix the re-ranker reads without copying.
+"""Galleries held by a worker, each as one contiguous matrix the re-ranker reads without copying.
 
 A subject may hold several templates (one per enrolled photo, say): each
 template is a row, and ``ids[i]`` names the subject of row ``i``, ``codes[i]``
@@ -16,6 +16,10 @@ A gallery keeps one model: the first entry that names its model fixes it, and
 embeddings of any other model are refused (:class:`ModelMismatch`); entries
 that name none (older producers) are taken as they come.
 
+Rows are stored as float32, float16 or int8 (:mod:`streams.rows`, the
+``FACESTREAM_GALLERY_DTYPE`` setting): compact rows take half or a quarter of
+the memory and of the bytes a query scan reads, and are scored exactly as stored.
+
 The matrix is only the fast copy: durability is the rerank agent's changelog
 table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
 """
@@ -26,6 +30,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .neighbour_graph import NeighbourGraph
+from .rows import Rows
 
 INITIAL_CAPACITY = 16
 DEFAULT_TEMPLATE = ""
@@ -47,12 +54,13 @@ def model_key(model: Mapping[str, Any] | None) -> tuple[str, str, int] | None:
 
 
 class Gallery:
-    """The templates of one gallery: ``matrix[i]`` is a template of subject ``ids[i]``."""
+    """The templates of one gallery: ``rows`` row ``i`` is a template of subject ``ids[i]``."""
 
-    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY) -> None:
+    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY, dtype: str = "float32") -> None:
         if dim < 1:
             raise ValueError(f"dimension must be positive, got {dim}")
-        self._rows = np.empty((max(capacity, 1), dim), dtype=np.float32)
+        self._rows = Rows(dim, dtype, capacity)
+        self._dim = dim
         self._codes = np.empty(max(capacity, 1), dtype=np.int64)
         self._ids: list[str] = []
         self._templates: list[str] = []
@@ -63,19 +71,36 @@ class Gallery:
         self._thresholds: dict[tuple[str, str], tuple[int, float]] = {}
         self._threshold: tuple[int, float] | None = None  # the newest of _thresholds, None when to be found again
         self.model: dict[str, Any] | None = None
+        self._graph = NeighbourGraph()  # unbuilt until a k-reciprocal query asks for it
 
     @property
     def dim(self) -> int:
-        return self._rows.shape[1]
+        return self._dim
 
     @property
     def capacity(self) -> int:
-        return self._rows.shape[0]
+        return self._rows.capacity
+
+    @property
+    def rows(self) -> Rows:
+        """The live rows in their storage dtype, with their scores and top-k: what a query reads."""
+        return self._rows
+
+    @property
+    def neighbour_graph(self) -> NeighbourGraph:
+        """The rows' neighbour graph (:mod:`streams.neighbour_graph`), kept up to date once built."""
+        return self._graph
 
     @property
     def matrix(self) -> np.ndarray:
-        """(len, dim) float32, C-contiguous: a view of the live rows, valid until the next change."""
-        return self._rows[: len(self._ids)]
+        """(len, dim) float32 unit rows: a view of the live rows (valid until the next change) when stored as
+        float32, else a dequantised copy."""
+        return self._rows.dense()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stored rows, their scales and subject codes take (ids and maps are beside)."""
+        return self._rows.nbytes + len(self._ids) * self._codes.itemsize
 
     @property
     def ids(self) -> Sequence[str]:
@@ -150,8 +175,8 @@ class Gallery:
             if subject not in self._code_of and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
                 self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
             row = len(self._ids)
-            if row == self.capacity:
-                self._grow()
+            if row == len(self._codes):
+                self._grow_codes()
             self._ids.append(subject)
             self._templates.append(template)
             self._row_of[key] = row
@@ -159,7 +184,9 @@ class Gallery:
             if subject not in self._code_of:
                 self._code_of[subject], self._next_code = self._next_code, self._next_code + 1
             self._codes[row] = self._code_of[subject]
-        self._rows[row] = vector
+        self._rows.set(row, vector)
+        if self._graph.built:
+            self._graph.upserted(row, self.matrix)
         if self.model is None and model is not None:
             self.model = dict(model)
         if threshold is None:
@@ -187,11 +214,13 @@ class Gallery:
             del self._code_of[subject]
         last = len(self._ids) - 1
         moved = (self._ids.pop(), self._templates.pop())
+        self._rows.move_last(row)
         if row != last:
-            self._rows[row] = self._rows[last]
             self._codes[row] = self._codes[last]
             self._ids[row], self._templates[row] = moved
             self._row_of[moved] = row
+        if self._graph.built:
+            self._graph.deleted(row, self.matrix)
 
     def _renumber(self) -> None:
         self._code_of = {subject: code for code, subject in enumerate(self._code_of)}
@@ -199,13 +228,11 @@ class Gallery:
         for row, subject in enumerate(self._ids):
             self._codes[row] = self._code_of[subject]
 
-    def _grow(self) -> None:
-        # A new buffer: views handed out earlier keep the old one alive and unchanged.
-        grown = np.empty((2 * self.capacity, self.dim), dtype=np.float32)
-        grown[: len(self._ids)] = self._rows[: len(self._ids)]
-        codes = np.empty(2 * self.capacity, dtype=np.int64)
+    def _grow_codes(self) -> None:
+        # A new buffer, like the rows': views handed out earlier keep the old one alive and unchanged.
+        codes = np.empty(2 * len(self._codes), dtype=np.int64)
         codes[: len(self._ids)] = self._codes[: len(self._ids)]
-        self._rows, self._codes = grown, codes
+        self._codes = codes
 
 
 def _model_name(model: Mapping[str, Any]) -> str:
@@ -215,7 +242,8 @@ def _model_name(model: Mapping[str, Any]) -> str:
 class Galleries:
     """Every gallery a worker holds, by gallery id; a gallery exists while it has at least one template."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: str = "float32") -> None:
+        self.dtype = dtype
         self._by_id: dict[str, Gallery] = {}
 
     def get(self, gallery_id: str) -> Gallery | None:
@@ -234,7 +262,7 @@ class Galleries:
         """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
-            gallery = Gallery(len(embedding))
+            gallery = Gallery(len(embedding), dtype=self.dtype)
             gallery.upsert(subject, embedding, template, **entry)  # validates before the gallery becomes visible
             self._by_id[gallery_id] = gallery
         else:

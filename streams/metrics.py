@@ -94,6 +94,20 @@ GALLERY_SIZE = Gauge(
     ["gallery"],
     registry=REGISTRY,
 )
+GALLERY_BYTES = Gauge(
+    "facestream_gallery_bytes",
+    "Bytes the rows, row scales and subject codes of a gallery take on this worker (the labels of gallery_size).",
+    ["gallery"],
+    registry=REGISTRY,
+)
+# Rebuilding this worker's galleries from the recovered table: milliseconds (a few entries) to a minute (millions).
+REBUILD_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+GALLERY_REBUILD_SECONDS = Histogram(
+    "facestream_gallery_rebuild_seconds",
+    "Wall time of rebuilding every gallery matrix from the recovered changelog table (start-up, rebalance).",
+    buckets=REBUILD_BUCKETS,
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "facestream_consumer_lag",
     "High watermark minus the consumer group's committed offset, per partition.",

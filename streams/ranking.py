@@ -6,6 +6,9 @@ equal); the CLI and the tests take the names from here. Each method ranks one
 query against one matrix of unit rows with :mod:`streams.rerank`, on the threads
 the caller's settings give it; :func:`rank_subjects` turns ranked rows into
 ranked subjects (a subject with several templates is one candidate).
+k-reciprocal re-ranking of a held gallery goes through the gallery's neighbour
+graph (:mod:`streams.neighbour_graph`) when the query's k1 fits it: O(G x d)
+per query instead of O(G^2 x d).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import rerank
+from . import neighbour_graph, rerank
 from .identity.subjects import SubjectScores, codes_of
+from .rows import Rows
+
+if TYPE_CHECKING:
+    from .gallery import Gallery
 
 # About 0.1 ms of kernel time on one core: below it a hop to a thread and back costs more than the work.
 INLINE_MAX_WORK = 1 << 20
@@ -31,8 +38,35 @@ class Method:
     """One ranking method: the parameters a query may set (name -> int or float), how it ranks, what it costs."""
 
     params: Mapping[str, type]
-    rank: Callable[..., Ranking]  # (query, gallery, k, *, threads, **arguments)
+    rank: Callable[..., Ranking]  # (query, gallery rows, k, *, threads, **arguments); rows read densely by np.asarray
     work: Callable[[int, int], int]  # (gallery rows, dimension) -> multiply-adds, roughly
+    # Over a held gallery's neighbour graph instead, when the method has such a path and the query fits the graph:
+    graph: Callable[..., Ranking] | None = None  # (query, gallery, k, *, threads, graph_k1, **arguments)
+    graph_work: Callable[[int, int], int] | None = None
+
+    def on_graph(self, candidates: Candidates, arguments: Mapping[str, Any]) -> bool:
+        """Whether this query is ranked over its gallery's neighbour graph (else over the rows, densely)."""
+        if self.graph is None or candidates.gallery is None:
+            return False
+        k1 = arguments.get("k1", neighbour_graph.DEFAULT_K1)
+        return neighbour_graph.answers(candidates.graph_k1, k1, arguments.get("k2", neighbour_graph.DEFAULT_K2))
+
+    def cost(self, candidates: Candidates, arguments: Mapping[str, Any]) -> int:
+        """Multiply-adds of this query, roughly; a graph's one-off build belongs to its gallery, not to a query."""
+        work = self.graph_work if self.on_graph(candidates, arguments) and self.graph_work else self.work
+        return work(*candidates.rows.shape)
+
+    def builds_graph(self, candidates: Candidates, arguments: Mapping[str, Any]) -> bool:
+        """Whether ranking this query first builds its gallery's neighbour graph (O(G^2 d))."""
+        gallery = candidates.gallery
+        return self.on_graph(candidates, arguments) and gallery.neighbour_graph.k1_max != candidates.graph_k1
+
+    def ranked(self, query: np.ndarray, candidates: Candidates, k: int, *, threads: int, **arguments: Any) -> Ranking:
+        """The best ``k`` rows, over the gallery's neighbour graph where :meth:`on_graph`."""
+        if self.graph is not None and self.on_graph(candidates, arguments):
+            graph_k1 = candidates.graph_k1
+            return self.graph(query, candidates.gallery, k, threads=threads, graph_k1=graph_k1, **arguments)
+        return self.rank(query, candidates.rows, k, threads=threads, **arguments)
 
     def arguments(self, given: Mapping[str, float]) -> dict[str, Any]:
         """The query's params as keyword arguments; unknown names and non-integral counts are bad queries."""
@@ -47,8 +81,8 @@ class Method:
         return arguments
 
 
-def _cosine(query: np.ndarray, gallery: np.ndarray, k: int, **arguments: Any) -> Ranking:
-    indices, scores = rerank.cosine_topk(query[None, :], gallery, k, **arguments)
+def _cosine(query: np.ndarray, gallery: Rows, k: int, **arguments: Any) -> Ranking:
+    indices, scores = gallery.topk(query[None, :], k, **arguments)  # in the rows' own dtype
     return indices[0], scores[0]
 
 
@@ -58,7 +92,20 @@ def _query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, **arguments
 
 
 def _k_reciprocal(query: np.ndarray, gallery: np.ndarray, k: int, **arguments: Any) -> Ranking:
-    distances = rerank.k_reciprocal(query[None, :], gallery, **arguments)[0]
+    return _nearest(rerank.k_reciprocal(query[None, :], gallery, **arguments)[0], k)
+
+
+def _k_reciprocal_graph(
+    query: np.ndarray, gallery: Gallery, k: int, *, threads: int, graph_k1: int, **arguments: Any
+) -> Ranking:
+    """Over the gallery's neighbour graph, built (O(G^2 d), on every thread given) by the first query to need it."""
+    graph, matrix = gallery.neighbour_graph, gallery.matrix
+    if graph.k1_max != graph_k1:
+        graph.build(matrix, graph_k1, threads=threads)
+    return _nearest(graph.k_reciprocal(query, matrix, threads=threads, **arguments), k)
+
+
+def _nearest(distances: np.ndarray, k: int) -> Ranking:
     order = np.argsort(distances, kind="stable")[:k]  # ties keep the lower row first, as cosine_topk does
     return order, 1.0 - distances[order]
 
@@ -66,7 +113,8 @@ def _k_reciprocal(query: np.ndarray, gallery: np.ndarray, k: int, **arguments: A
 METHODS: dict[str, Method] = {
     "cosine": Method({}, _cosine, lambda rows, dim: rows * dim),
     "k_reciprocal": Method(
-        {"k1": int, "k2": int, "lambda_value": float}, _k_reciprocal, lambda rows, dim: rows * rows * dim
+        {"k1": int, "k2": int, "lambda_value": float}, _k_reciprocal, lambda rows, dim: rows * rows * dim,
+        graph=_k_reciprocal_graph, graph_work=lambda rows, dim: 2 * rows * dim,  # distances, then each row's lists
     ),
     "query_expansion": Method({"alpha": float, "neighbours": int}, _query_expansion, lambda rows, dim: 2 * rows * dim),
 }
@@ -77,16 +125,18 @@ class Candidates:
     """What a query is ranked against: rows, the subject of each row (id and code), and how many rows a subject has."""
 
     ids: Sequence[str]
-    matrix: np.ndarray  # (rows, dim) float32 unit rows
+    rows: Rows  # (rows, dim) unit rows, float32 or compact
     codes: np.ndarray  # int64 [rows]: equal for the templates of one subject
     code_count: int  # every code is below this
     most_templates: int  # the most rows one subject has
+    gallery: Gallery | None = None  # the held gallery the rows are (None for inline candidates)
+    graph_k1: int = neighbour_graph.DEFAULT_K1  # the k1 its neighbour graph is built for
 
     @classmethod
     def inline(cls, ids: Sequence[str], matrix: np.ndarray) -> Candidates:
         """Inline candidates: a repeated id is several templates of one subject."""
         codes, count = codes_of(ids)
-        return cls(ids, matrix, codes, count, int(np.bincount(codes).max()) if len(codes) else 0)
+        return cls(ids, Rows.wrap(matrix), codes, count, int(np.bincount(codes).max()) if len(codes) else 0)
 
 
 @dataclass(frozen=True)
@@ -106,11 +156,11 @@ def rank_subjects(
     whatever their templates. Similarities are each subject's best cosine (:mod:`streams.identity.subjects`).
     """
     rows = len(candidates.ids)
-    ranked_rows, scores = method.rank(
-        query, candidates.matrix, min(rows, top_k * max(candidates.most_templates, 1)), threads=threads, **arguments
+    ranked_rows, scores = method.ranked(
+        query, candidates, min(rows, top_k * max(candidates.most_templates, 1)), threads=threads, **arguments
     )
     similarity = SubjectScores.of(
-        candidates.matrix @ query, candidates.codes, candidates.code_count, one_each=candidates.most_templates == 1
+        candidates.rows.scores(query, threads=threads), candidates.codes, candidates.code_count, one_each=candidates.most_templates == 1
     )
     matches: list[tuple[str, float, float]] = []
     seen: set[int] = set()
@@ -126,8 +176,8 @@ def rank_subjects(
 async def rank_subjects_off_loop(
     method: Method, query: np.ndarray, candidates: Candidates, top_k: int, arguments: dict[str, Any], threads: int
 ) -> SubjectRanking:
-    """:func:`rank_subjects`, in a thread unless the work is too small to be worth the hop."""
+    """:func:`rank_subjects`, in a thread unless the work (a graph build included) is too small to be worth a hop."""
     rank = partial(rank_subjects, method, query, candidates, top_k, arguments, threads)
-    if method.work(*candidates.matrix.shape) <= INLINE_MAX_WORK:
+    if method.cost(candidates, arguments) <= INLINE_MAX_WORK and not method.builds_graph(candidates, arguments):
         return rank()
     return await asyncio.get_running_loop().run_in_executor(None, rank)

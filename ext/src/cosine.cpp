@@ -87,16 +87,7 @@ std::size_t cosine_topk(const MatrixView& queries, const MatrixView& gallery, st
         }
     });
 
-    std::vector<Ranked<float>> merged;
-    for (std::size_t i = 0; i < nq; ++i) {
-        merged.clear();
-        for (auto& w : workers) merged.insert(merged.end(), w.best[i].candidates().begin(), w.best[i].candidates().end());
-        TopK<float>::select_best(merged, k);
-        for (std::size_t j = 0; j < k; ++j) {
-            indices[i * k + j] = merged[j].index;
-            scores[i * k + j] = -merged[j].value;
-        }
-    }
+    write_merged_best(workers, nq, k, indices, scores);
     return k;
 }
 

@@ -128,4 +128,20 @@ void smallest_k(const V* row, std::size_t n, std::size_t k, std::vector<V>& scra
     std::sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(k), RanksBefore{});
 }
 
+// Per query, the best k of every worker's TopK (workers[w].best[i]) merged into
+// indices/scores (Q x k); values were pushed negated, so scores are negated back.
+template <class Workers>
+void write_merged_best(const Workers& workers, std::size_t nq, std::size_t k, std::int64_t* indices, float* scores) {
+    std::vector<Ranked<float>> merged;
+    for (std::size_t i = 0; i < nq; ++i) {
+        merged.clear();
+        for (const auto& w : workers) merged.insert(merged.end(), w.best[i].candidates().begin(), w.best[i].candidates().end());
+        TopK<float>::select_best(merged, k);
+        for (std::size_t j = 0; j < k; ++j) {
+            indices[i * k + j] = merged[j].index;
+            scores[i * k + j] = -merged[j].value;
+        }
+    }
+}
+
 }  // namespace rerank

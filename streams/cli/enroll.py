@@ -8,7 +8,8 @@ A directory stands for the images under it (by extension). A photo that cannot
 be read, holds no face, or whose face is below ``FACESTREAM_ENROL_MIN_QUALITY``
 (blurred, tiny, turned away) is reported and skipped; the others are still
 enrolled. One JSON
-object per photo is printed; the exit status is 0 only when every photo was
+object per photo is printed; progress and throughput (entries/s) go to stderr
+every few seconds and at the end, so a long enrolment shows it is moving. The exit status is 0 only when every photo was
 enrolled and acknowledged by Kafka.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -49,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     reports = []
     producer = command.producer(flush_s=30)
     photos = files_under(args.paths, IMAGE_SUFFIXES)  # a folder's notes and thumbnails are not subjects
+    progress = Progress(len(photos))
     for path, result in zip(photos, embed_photos([str(p) for p in photos]), strict=True):
         subject = {"stem": path.stem, "filename": path.name, "folder": path.parent.name}[args.subject_from]
         template = path.stem if args.subject_from == "folder" else None
         face = None if "error" in result else largest_face(result)
         reason = result["error"] if "error" in result else refusal(face, command.settings.enrol_min_quality)
+        progress.step(enrolled=not reason)
         if reason:
             reports.append({"image": str(path), "subject": subject, "enrolled": False, "error": reason})
             continue
@@ -77,10 +81,33 @@ def run(args: argparse.Namespace) -> int:
              "score": score, "quality": quality}
         )
     producer.flush()
+    progress.report(final=True)
     for report in reports:
         print(json.dumps({"gallery": args.gallery, **report}), flush=True)
     all_enrolled = all(r["enrolled"] for r in reports)
     return 0 if all_enrolled and not producer.failed and producer.unsent == 0 else 1
+
+
+class Progress:
+    """Photos read and entries published so far, and entries/s, on stderr every ``every_s`` seconds."""
+
+    def __init__(self, total: int, every_s: float = 2.0) -> None:
+        self.total, self.every_s = total, every_s
+        self.read = self.enrolled = 0
+        self.started = self.shown = time.monotonic()
+
+    def step(self, *, enrolled: bool) -> None:
+        self.read += 1
+        self.enrolled += enrolled
+        if time.monotonic() - self.shown >= self.every_s:
+            self.report()
+
+    def report(self, *, final: bool = False) -> None:
+        self.shown = time.monotonic()
+        elapsed = max(self.shown - self.started, 1e-9)
+        what = "enrolled" if final else "enrolling"
+        print(f"{what}: {self.read}/{self.total} photos read, {self.enrolled} entries published in {elapsed:.1f} s "
+              f"({self.enrolled / elapsed:.1f} entries/s)", file=sys.stderr, flush=True)
 
 
 def refusal(face: dict[str, Any] | None, gate: float) -> dict[str, str] | None:

@@ -9,6 +9,7 @@ Where things live:
 * ``clients``   the plain producer and the one read loop of commands, scripts, benchmarks and tests
 * ``lag``       the worker's consumer-lag monitor, its witness of the broker for ``/readyz``
 * ``commits``   faust's transport with commits that never pass an unanswered event
+* ``highwaters`` its consumer thread, asking the broker for changelog ends (exactly-once recovery)
 
 Commands, scripts and tests import the names below from here; the worker's own
 pieces (``lag``, ``commits``, faust's settings) are imported from their modules.

@@ -20,9 +20,14 @@ from __future__ import annotations
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.kafka.highwaters import BrokerHighwatersThread
+
 
 class AnsweredOffsetsConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer; commits only offsets below every unacknowledged delivered message."""
+
+    def _new_consumer_thread(self) -> BrokerHighwatersThread:
+        return BrokerHighwatersThread(self, loop=self.loop, beacon=self.beacon)
 
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]

@@ -14,6 +14,7 @@ from streams.config import Settings
 from streams.context import WorkerContext
 from streams.errors import RecordError
 from streams.gallery import Galleries
+from streams.neighbour_graph import NeighbourGraph
 
 
 def query_event(ctx, method: str) -> SimpleNamespace:
@@ -33,8 +34,12 @@ async def test_queries_run_on_the_threads_of_the_settings_the_app_was_made_with(
     monkeypatch.setenv("FACESTREAM_RERANK_THREADS", "7")
     ctx = WorkerContext.from_settings(Settings(rerank_threads=3, data_dir=str(tmp_path)))
     seen = []
-    real = getattr(rerank, {"cosine": "cosine_topk"}.get(method, method))
-    monkeypatch.setattr(rerank, real.__name__, lambda *a, **kw: seen.append(kw["threads"]) or real(*a, **kw))
+    # k-reciprocal over a held gallery goes through the gallery's neighbour graph
+    owner, name = {"cosine": (rerank, "cosine_topk"), "k_reciprocal": (NeighbourGraph, "k_reciprocal")}.get(
+        method, (rerank, method)
+    )
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, lambda *a, **kw: seen.append(kw["threads"]) or real(*a, **kw))
     galleries = Galleries()
     for subject, row in {"a": [1.0, 0.0, 0.0], "b": [0.8, 0.0, 0.6], "c": [0.0, 0.0, 1.0]}.items():
         galleries.upsert("g", subject, np.array(row, dtype=np.float32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import cv2
@@ -51,7 +52,9 @@ def test_enroll_by_folder_publishes_templates_with_their_quality(by_person, publ
     args = ["enroll", str(by_person), "--gallery", "g", "--subject-from", "folder", "--match-threshold", "0.4"]
     assert main(args) == 1
 
-    reports = {r["image"].rsplit("/", 1)[-1]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    out, err = capsys.readouterr()
+    reports = {r["image"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.splitlines())}
+    assert re.search(r"enrolled: 6/6 photos read, 5 entries published in [\d.]+ s \([\d.]+ entries/s\)", err)
     assert reports["blurred.jpg"]["enrolled"] is False and reports["blurred.jpg"]["error"]["code"] == "LOW_QUALITY"
     entries = [e for _, _, e in published()]
     assert sorted((e["subject_id"], e["template_id"]) for e in entries) == [
