@@ -54,9 +54,12 @@ test-unit: $(STAMP)/install
 	$(PY) -m pytest -q -m "not integration"
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m perf.bench_rerank
 	$(PY) -m perf.bench_inference
 	$(PY) -m perf.bench_stream
+	$(PY) -m perf.bench_gallery
+	$(PY) -m perf.bench_compact
 
 kafka-up: $(STAMP)/kafka
 	scripts/kafka-local start

@@ -3,7 +3,7 @@
 Side by side in one run, on the same clustered unit rows (G x d): the float32
 re-ranker (``cosine_topk``), :class:`streams.rows.Rows` stored as float16 and as
 int8, numpy (``matrix @ q`` + ``argpartition``) and faiss ``IndexFlatIP`` when
-faiss is installed (it is not a dependency: ``pip install faiss-cpu``). Each is
+faiss is installed (the ``bench`` extra: ``pip install -e '.[bench]'``). Each is
 the median of ``--queries`` queries, per run; top-10 agreement with float32 and
 memory per entry (rows, scales and the subject code) are printed per dtype.
 Writes JSON to ``perf/results/bench_compact.json``.
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         flat.add(matrix)
         searches["faiss_flat"] = lambda q: flat.search(q[None, :], k)[1][0]
     except ImportError:
-        print("faiss not installed: its column is left out (pip install faiss-cpu)")
+        print("faiss not installed: its column is left out (pip install -e '.[bench]')")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     runs = []
     for run in range(args.runs):
