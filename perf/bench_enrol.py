@@ -6,14 +6,11 @@ On the project's local Kafka broker, one real ``facestream worker``:
   encoded beforehand, are published to a ready worker, and the clock runs from
   the first until the worker's ``facestream_gallery_size`` says every one is
   applied, under at-least-once and under exactly-once;
-* restart (at-least-once): the worker is stopped and a new one started on the
-  same changelog; the clock runs from its start until it has rebuilt the gallery
-  and answered one cosine query against it (``facestream_gallery_rebuild_seconds``
-  is read too). Not under exactly-once: there faust-streaming 0.11's recovery
-  takes each changelog partition's highwater from ``last_stable_offset``, which
-  aiokafka knows only after a fetch, so a restarted worker may see -1 and recover
-  nothing (seen with 100,000 entries; faust/transport/drivers/aiokafka.py
-  ``_highwaters``).
+* restart: the worker is stopped and a new one started on the same changelog;
+  the clock runs from its start until it has rebuilt the gallery and answered one
+  cosine query against it (``facestream_gallery_rebuild_seconds`` is read too).
+  Under exactly-once the changelog's end comes from the broker
+  (:mod:`streams.kafka.highwaters`); faust's own lookup recovered nothing.
 
 Prints one line per measurement and writes JSON to ``perf/results/bench_enrol.json``.
 """
@@ -117,7 +114,7 @@ def answer_one_query(settings: Settings, timeout_s: float) -> None:
 
 
 def run(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path) -> dict:
-    """Enrol ``entries`` under ``guarantee``, then (at-least-once) time a restart until the gallery answers."""
+    """Enrol ``entries`` under ``guarantee``, then time a restart until the gallery answers."""
     tag = uuid.uuid4().hex[:6]
     settings = Settings.from_env(
         kafka_bootstrap_servers=bootstrap, app_id=f"enrol-{tag}", topic_prefix=f"enrol{tag}.", backend="onnx",
@@ -135,8 +132,6 @@ def run(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path)
               "entries_per_s": entries / enrol_s}
     print(f"{guarantee:14s} {entries:8d} entries: enrolled in {enrol_s:6.1f} s ({entries / enrol_s:7.0f} entries/s, "
           f"publishing {published:.1f} s)", flush=True)
-    if guarantee == "exactly_once":
-        return result
     started = time.monotonic()
     worker = WorkerProcess(settings, workdir / f"{tag}-2.log").start()  # not `with`: that waits 120 s at most
     try:
