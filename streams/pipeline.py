@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,9 @@ from streams.vision.detect import Detections, FaceFilter, select_faces
 from streams.vision.image import ImageHeader, ImageLimits, decode_image, inspect_image
 from streams.vision.letterbox import canvas_shape, letterbox_batch
 from streams.vision.quality import FaceQuality, face_quality
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,10 +88,22 @@ async def infer_chunked(backend: InferenceBackend, model: str, batch: np.ndarray
         async with limit:
             return await timed_infer(backend, model, batch[first : first + step])
 
-    async with asyncio.TaskGroup() as group:  # one failure cancels the other pieces
-        tasks = [group.create_task(piece(first)) for first in range(0, len(batch), step)]
-    parts = [t.result() for t in tasks]
+    parts = await all_of([piece(first) for first in range(0, len(batch), step)])
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+async def all_of(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Their results, run together; the first failure cancels the others and is raised as itself.
+
+    Not as the ExceptionGroup a TaskGroup raises: callers tell a BackendError (retried until the backend
+    answers, events held) from an image's own failure (its dead letter) by its type.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0]  # noqa: B904 -- the cause itself, with its own traceback
+    return [t.result() for t in tasks]
 
 
 class FacePipeline:
@@ -180,9 +197,7 @@ class FacePipeline:
                     detections[i] = select_faces(candidates, scales[j], images[i].shape[:2], self._filter)
                 lap("decode_boxes", clock)
 
-        async with asyncio.TaskGroup() as group:
-            for shape, members in pieces:
-                group.create_task(piece(shape, members))
+        await all_of([piece(shape, members) for shape, members in pieces])
         return detections
 
     def _square_canvas(self) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import streams.pipeline
-from streams.errors import ErrorCode, ImageRejected
+from streams.errors import BackendError, ErrorCode, ImageRejected
 from streams.inference.backend import InferenceBackend, ModelInfo, TensorSpec
 from streams.inference.onnx import OnnxBackend
 from streams.models import catalog
@@ -241,3 +241,22 @@ async def test_an_scrfd_deployment_decodes_scrfd_outputs_and_says_so_in_its_iden
     np.testing.assert_allclose(face.bbox, box, atol=1e-3)
     np.testing.assert_allclose(face.landmarks, marks, atol=1e-3)
     assert pipeline.identity == ModelIdentity(detector="scrfd", embedder="sface-2021dec", dim=128, version="2")
+
+
+@pytest.mark.parametrize("failing", ["detector", "embedder"])
+async def test_a_backend_failure_in_parallel_calls_is_raised_as_itself(images, monkeypatch, failing):
+    """Not wrapped in an ExceptionGroup: the embed agent retries a BackendError and holds the events."""
+    settings = serving_settings().replace(onnx_threads=2)
+    pipeline = FacePipeline(OnnxBackend(settings), settings)
+    await pipeline.start()
+    infer = pipeline.backend.infer
+    model = settings.detector_model if failing == "detector" else settings.embedder_model
+
+    async def down(name, batch):
+        if name == model:
+            raise BackendError("the backend went away")
+        return await infer(name, batch)
+
+    monkeypatch.setattr(pipeline.backend, "infer", down)
+    with pytest.raises(BackendError, match="went away"):
+        await pipeline.process([images[n] for n in PORTRAITS])
