@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import re
@@ -35,6 +34,7 @@ import httpx
 import numpy as np
 
 from perf.bench_stream import pipeline_images_per_s
+from perf.report import write_report
 from streams.config import Settings
 from tests.support.photos import photo_bytes
 from tests.support.triton import triton_server
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(clients_run(base, clients, per_client, photo, calls))
             batch = min(clients, settings.max_batch)
             run["pipeline_batch"] = batch
-            run["pipeline_images_per_s"] = asyncio.run(
+            run["pipeline_images_per_s"], _ = asyncio.run(
                 pipeline_images_per_s(settings.replace(max_batch=batch), [photo], max(run["images"], 4 * batch))
             )
             run["api_over_pipeline"] = run["images_per_s"] / run["pipeline_images_per_s"]
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch": settings.max_batch,
         "levels": levels,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     for run in levels:
         print(
             f"api/pipeline throughput ratio at {run['clients']} clients (batch {run['pipeline_batch']}): "

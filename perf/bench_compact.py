@@ -12,7 +12,6 @@ Writes JSON to ``perf/results/bench_compact.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perf.report import write_report
 from streams import _rerank
 from streams.rows import Rows
 
@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": args.rows, "dim": args.dim, "k": k, "threads": 1,
         "runs": runs, "bytes_per_entry": memory,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

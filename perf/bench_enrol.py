@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import platform
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer
 
+from perf.report import write_report
 from streams.codecs import AvroCodec
 from streams.config import Settings
 from streams.kafka import Producer, TopicNames, confluent_consumer, end_offsets, ensure_topics, messages
@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -38,6 +37,7 @@ import numpy as np
 import onnxruntime
 
 from perf.opencv_loop import OpenCvLoop
+from perf.report import write_report
 from streams.config import Settings
 from streams.inference import create_backend
 from streams.pipeline import FacePipeline, infer_chunked
@@ -199,9 +199,7 @@ async def main(argv: list[str] | None = None) -> int:
         "result": result,
         "ratios": ratios(result),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
     for name, value in report["ratios"].items():
         print(f"{name}: {value:.2f}")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer
 
+from perf.report import write_report
 from streams.codecs import AvroCodec
 from streams.config import Settings
 from streams.inference import create_backend
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "stream": stream,
         "stream_over_pipeline": ratio,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     print(f"stream/pipeline throughput ratio (batch {args.batch}): {ratio:.2f}")
     return 0
 
