@@ -38,10 +38,11 @@ async def test_a_full_queue_is_503_with_retry_after(photo_bytes):
 
 async def test_too_many_requests_in_flight_are_503_and_a_slow_one_is_504(photo_bytes):
     image = base64.b64encode(photo_bytes["obama.jpg"]).decode()
+    large = base64.b64encode(photo_bytes["obama3.jpg"]).decode()  # 2333 x 1434: tens of ms to decode alone
     async with api_client(api_max_requests=1, api_timeout_s=0.05, max_wait_ms=1000) as api:
-        # The batcher waits a second for company: longer than the request may take.
+        # Eight large photos take longer than the 50 ms a request may take, however fast the models are.
         slow, refused = await asyncio.gather(
-            api.post("/v1/embeddings", json={"images": [image]}),
+            api.post("/v1/embeddings", json={"images": [large] * 8}),
             _later(api.post("/v1/embeddings", json={"images": [image]})),
         )
         assert slow.status_code == 504 and slow.json()["code"] == "TIMEOUT"
