@@ -58,7 +58,7 @@ def _compile(schema: Any, named: dict[str, BodyCheck], max_items: int | None = N
     return check
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def varint(buf: bytes, pos: int) -> tuple[int, int]:
     """(value, next position) of one zig-zag varint, at most 64 bits as the specification says."""
     if pos < len(buf) and buf[pos] < 0x80:  # the common one-byte case, without the loop
         return (buf[pos] >> 1) ^ -(buf[pos] & 1), pos + 1
@@ -92,14 +92,14 @@ def _boolean(buf: bytes, pos: int) -> int:
 
 
 def _int(buf: bytes, pos: int) -> int:
-    value, pos = _varint(buf, pos)
+    value, pos = varint(buf, pos)
     if not -(1 << 31) <= value < 1 << 31:
         raise MalformedBody(f"int {value} beyond 32 bits")
     return pos
 
 
 def _long(buf: bytes, pos: int) -> int:
-    return _varint(buf, pos)[1]
+    return varint(buf, pos)[1]
 
 
 def _string(buf: bytes, pos: int) -> int:
@@ -108,7 +108,7 @@ def _string(buf: bytes, pos: int) -> int:
         size = (buf[pos] >> 1) ^ -(buf[pos] & 1)
         pos += 1
     else:
-        size, pos = _varint(buf, pos)
+        size, pos = varint(buf, pos)
     if size < 0:
         raise MalformedBody(f"negative length {size}")
     return _skip(buf, pos, size)
@@ -160,20 +160,20 @@ def _entry(value: BodyCheck) -> BodyCheck:
 
 def _enum(count: int) -> BodyCheck:
     def check(buf: bytes, pos: int) -> int:
-        return _in_range("enum symbol", *_varint(buf, pos), count)[1]
+        return in_range("enum symbol", *varint(buf, pos), count)[1]
 
     return check
 
 
 def _union(branches: list[BodyCheck]) -> BodyCheck:
     def check(buf: bytes, pos: int) -> int:
-        index, pos = _in_range("union branch", *_varint(buf, pos), len(branches))
+        index, pos = in_range("union branch", *varint(buf, pos), len(branches))
         return branches[index](buf, pos)
 
     return check
 
 
-def _in_range(what: str, index: int, pos: int, count: int) -> tuple[int, int]:
+def in_range(what: str, index: int, pos: int, count: int) -> tuple[int, int]:
     if not 0 <= index < count:
         raise MalformedBody(f"{what} index {index} out of range 0..{count - 1}")
     return index, pos
@@ -185,13 +185,13 @@ def _blocks(item: BodyCheck, width: int | None, max_items: int | None = None) ->
     def check(buf: bytes, pos: int) -> int:
         total = 0
         while True:
-            count, pos = _varint(buf, pos)
+            count, pos = varint(buf, pos)
             if count == 0:
                 return pos
             size = None
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
-                size, pos = _varint(buf, pos)
+                size, pos = varint(buf, pos)
             total += count
             if max_items is not None and total > max_items:
                 raise TooManyItems(f"an array or map of more than {max_items} items")

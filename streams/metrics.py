@@ -108,6 +108,12 @@ GALLERY_REBUILD_SECONDS = Histogram(
     buckets=REBUILD_BUCKETS,
     registry=REGISTRY,
 )
+CHANGELOG_READ_SECONDS = Histogram(
+    "facestream_changelog_read_seconds",
+    "Wall time of reading newly assigned table changelog partitions in bulk, before faust replays what came after.",
+    buckets=REBUILD_BUCKETS,
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "facestream_consumer_lag",
     "High watermark minus the consumer group's committed offset, per partition.",

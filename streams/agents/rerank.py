@@ -46,6 +46,7 @@ from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch
 from ..identity import decide, match_threshold
+from ..kafka.changelog_store import bulk_recovered_table
 from ..ranking import METHODS, Candidates, rank_subjects_off_loop
 from ..vectors import unit_rows, unit_vector
 from .dead_letter import now_ms
@@ -85,11 +86,9 @@ def gallery_of(key: bytes) -> str:
 class GalleryKeeper:
     """Applies ``GalleryEntry`` records to its changelog table and to the matrices, and rebuilds these after recovery.
 
-    It remembers the partition of every gallery it has seen (live or in the
-    changelog) because faust's memory store forgets, on a rebalance, only the
-    keys it recovered itself: galleries written live on a partition that moved
-    to another worker must be dropped here, or this worker would keep serving
-    and reporting a stale copy.
+    The table is kept in a :class:`~streams.kafka.changelog_store.ChangelogStore`: read back in bulk on
+    assignment, and knowing the partition of every key, written live or read back, so that on a rebalance
+    the galleries of partitions that moved to another worker are dropped with them.
     """
 
     def __init__(self, app: faust.App, ctx: WorkerContext, galleries: Galleries, lock: asyncio.Lock) -> None:
@@ -98,15 +97,15 @@ class GalleryKeeper:
         self.galleries = galleries
         self.lock = lock
         self.sizes = GallerySizes(ctx.settings.max_gallery_labels)
-        self.partition_of: dict[str, int] = {}
-        self.table = app.Table(
+        self.table = bulk_recovered_table(
+            app,
             TABLE_NAME,
+            ctx.settings,
             default=None,
             partitions=ctx.settings.topic_partitions,
             key_type=bytes,  # bytes in and out: faust's "raw" codec, the same on writes and on recovery
             value_type=bytes,
             on_recover=self.rebuild,
-            on_changelog_event=self.note_changelog,
             help="GalleryEntry bytes by [gallery id, subject id]; the changelog the galleries recover from.",
         )
 
@@ -129,7 +128,6 @@ class GalleryKeeper:
                 ErrorCode.BAD_EVENT, f"record key {event.message.key!r} is not the gallery id {gallery_id!r}"
             )
         partition = event.message.partition
-        self.partition_of[gallery_id] = partition
         async with self.lock:  # no query reads a matrix while it changes
             if record["op"] == "DELETE":
                 held = self.galleries.get(gallery_id)
@@ -157,38 +155,33 @@ class GalleryKeeper:
 
     def _write(self, partition: int, key: bytes, value: bytes) -> None:
         """What ``table[key] = value`` does (store, then changelog), to the partition given."""
-        self.table.data[key] = value
+        self.table.data.put(key, value, partition)
         self.table.send_changelog(partition, key, value)
 
     def _erase(self, partition: int, key: bytes) -> None:
         """What ``del table[key]`` does for a held key: a tombstone to the changelog partition given."""
-        if key in self.table.data:
-            del self.table.data[key]
+        if self.table.data.erase(key):
             self.table.send_changelog(partition, key, None, value_serializer="raw")
-
-    async def note_changelog(self, event: EventT) -> None:
-        """Remember the partition of each gallery read back from the changelog (same number as its source)."""
-        self.partition_of[gallery_of(event.key)] = event.message.partition
 
     async def rebuild(self) -> None:
         """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment."""
         started = time.perf_counter()
-        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.ctx.topics.gallery}
         async with self.lock:
             before = set(self.galleries)
             self.galleries.clear()
-            store = self.table.data
+            store = self.table.data  # only this worker's partitions: faust dropped the others' keys
             await self.ctx.schemas_ready(store.values())  # Confluent-framed entries: their writer schemas first
             # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
             # embeddings as lists of Python floats would take gigabytes.
             records: list[tuple[bytes, dict[str, Any]]] = []
             units: list[np.ndarray | None] = []
-            pending: list[list[float]] = []
+            pending: list[Any] = []
             for key, value in list(store.items()):
-                if self.partition_of.get(gallery_of(key)) not in held:
-                    del store[key]  # another worker's now: forgotten here, no tombstone to the changelog
+                try:
+                    record = self.ctx.codec.decode_arrays(value, "GalleryEntry")
+                except RecordError as exc:  # not written by a worker: nothing to rebuild from
+                    log.warning("changelog entry %r skipped: %s", key[:200], exc)
                     continue
-                record = self.ctx.codec.decode(value, expect="GalleryEntry")
                 pending.append(record.pop("embedding"))
                 records.append((key, record))
                 if len(pending) == UNIT_BLOCK:
@@ -204,7 +197,6 @@ class GalleryKeeper:
                     self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding, **entry_fields(record))
                 except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
                     log.warning("changelog entry %r skipped: %s", key[:200], exc)
-            self.partition_of = {g: p for g, p in self.partition_of.items() if p in held}
             for gallery_id in before - set(self.galleries):
                 self.sizes.publish(gallery_id, 0)
             for gallery_id in self.galleries:

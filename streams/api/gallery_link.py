@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient
 
 from ..agents.rerank import TABLE_NAME, gallery_of
@@ -31,6 +31,7 @@ from ..codecs import AvroCodec
 from ..config import Settings
 from ..errors import ErrorCode, RecordError
 from ..kafka import Producer, TopicNames, confluent_consumer, end_offsets, messages
+from ..kafka.changelog import read_changelog
 from ..kafka.config import confluent_common
 from ..readiness import CheckResult
 from .problems import NOT_SENT, TIMEOUT, Problem
@@ -165,29 +166,16 @@ class GalleryLink:
 
     def _describe(self, gallery_id: str, deadline: float) -> dict[str, Any]:
         topic = changelog_topic(self.settings)
-        consumer = Consumer(confluent_consumer(self.settings, group_id=f"facestream-api-{uuid.uuid4().hex[:8]}"))
+        metadata = self._admin_client().list_topics(topic, timeout=max(0.1, deadline - time.monotonic())).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise Problem(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r}: no worker has kept a gallery yet")
+        partition = partition_of(gallery_id.encode(), len(metadata.partitions))
         try:
-            remaining = max(0.1, deadline - time.monotonic())
-            metadata = consumer.list_topics(topic, timeout=remaining).topics.get(topic)
-            if metadata is None or metadata.error is not None or not metadata.partitions:
-                raise Problem(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r}: no worker has kept a gallery yet")
-            where = TopicPartition(topic, partition_of(gallery_id.encode(), len(metadata.partitions)))
-            low, high = consumer.get_watermark_offsets(where, timeout=remaining)
-            entries: dict[bytes, bytes | None] = {}
-            if high > low:
-                consumer.assign([TopicPartition(topic, where.partition, low)])
-
-                def read_to_end() -> bool:
-                    return consumer.position([where])[0].offset >= high
-
-                for msg in messages(consumer, timeout_s=max(0.1, deadline - time.monotonic()), until=read_to_end):
-                    if msg.offset() < high and gallery_of(msg.key()) == gallery_id:
-                        entries[msg.key()] = msg.value()
-                if not read_to_end():
-                    raise Problem(TIMEOUT, f"the changelog of gallery {gallery_id!r} was not read in time")
-        finally:
-            consumer.close()
-        return self._facts(gallery_id, [v for v in entries.values() if v is not None])
+            state = read_changelog(self.settings, topic, [partition], deadline=deadline,
+                                   keep=lambda key: gallery_of(key) == gallery_id)
+        except TimeoutError:
+            raise Problem(TIMEOUT, f"the changelog of gallery {gallery_id!r} was not read in time") from None
+        return self._facts(gallery_id, list(state.values.values()))
 
     def _facts(self, gallery_id: str, values: list[bytes]) -> dict[str, Any]:
         records = [self.codec.decode(value, expect="GalleryEntry") for value in values]
@@ -211,9 +199,12 @@ class GalleryLink:
         return CheckResult("broker", True, "a broker answered")
 
     def _metadata(self) -> None:
+        self._admin_client().list_topics(timeout=BROKER_CHECK_S)
+
+    def _admin_client(self) -> AdminClient:
         if self._admin is None:
             self._admin = AdminClient(confluent_common(self.settings))
-        self._admin.list_topics(timeout=BROKER_CHECK_S)
+        return self._admin
 
     async def close(self) -> None:
         self._stop.set()

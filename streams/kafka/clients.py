@@ -49,12 +49,17 @@ class Producer:
         #: Records still queued when the last flush gave up.
         self.unsent = 0
 
-    def produce(self, topic: str, *, key: bytes, value: bytes, on_delivery: DeliveryCallback | None = None) -> None:
-        """Queue one record, waiting for room in the local queue when it is full; ``on_delivery`` hears of it alone."""
+    def produce(
+        self, topic: str, *, key: bytes, value: bytes, on_delivery: DeliveryCallback | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one record (to ``partition``, else the key's), waiting for room in the local queue when it is full;
+        ``on_delivery`` hears of it alone."""
         delivered = self._delivered if on_delivery is None else partial(self._delivered, also=on_delivery)
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                self._producer.produce(topic, key=key, value=value, on_delivery=delivered, **where)
                 break
             except BufferError:
                 self._producer.poll(QUEUE_FULL_WAIT_S)

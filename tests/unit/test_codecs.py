@@ -6,6 +6,7 @@ import copy
 import json
 import struct
 
+import numpy as np
 import pytest
 
 from streams import schemas
@@ -107,6 +108,14 @@ def _gallery_entry_body(op: int, dim: int = 512) -> bytes:
     return _str("g") + _str("s") + _long(op) + _long(0) + model + _long(1) + _long(0) * 3
 
 
+def _decode(codec: AvroCodec, data: bytes, name: str) -> dict:
+    return codec.decode(data, expect=name)
+
+
+def _decode_arrays(codec: AvroCodec, data: bytes, name: str) -> dict:
+    return codec.decode_arrays(data, name)
+
+
 def test_hand_written_bodies_decode_as_written():
     codec = AvroCodec()
     assert codec.decode(_framed("ImageEvent", _image_event_body(1)))["image"] == b"jpeg"
@@ -139,22 +148,25 @@ def test_hand_written_bodies_decode_as_written():
         "truncated",
     ],
 )
-def test_bodies_fastavro_would_accept_or_misread_are_bad_events(name, body, fragment):
+@pytest.mark.parametrize("decode", [_decode, _decode_arrays])
+def test_bodies_fastavro_would_accept_or_misread_are_bad_events(name, body, fragment, decode):
     with pytest.raises(UndecodableRecord) as info:
-        AvroCodec().decode(_framed(name, body))
+        decode(AvroCodec(), _framed(name, body), name)
     assert info.value.code is ErrorCode.BAD_EVENT
     assert f"corrupt {name} body" in info.value.message and fragment in info.value.message
 
 
-def test_every_block_layout_the_specification_allows_is_read():
+@pytest.mark.parametrize("decode", [_decode, _decode_arrays])
+def test_every_block_layout_the_specification_allows_is_read(decode):
     """Other writers (Java's blocking encoder, Go's hamba/avro) split arrays and maps into sized blocks."""
     floats = [struct.pack("<f", x) for x in (0.5, 0.25, 0.125)]
     split = _long(2) + floats[0] + floats[1] + _long(-1) + _long(4) + floats[2] + _long(0)
     attributes = _long(-1) + _long(4) + _str("k") + _str("v") + _long(0)
     codec = AvroCodec()
-    entry = codec.decode(_framed("GalleryEntry", _str("g") + _str("s") + _long(0) + split + _long(0) + _long(1) + _long(0) * 3))
-    assert entry["embedding"] == [0.5, 0.25, 0.125]
-    event = codec.decode(_framed("ImageEvent", _image_event_body(1)[:-1] + attributes))
+    body = _str("g") + _str("s") + _long(0) + split + _long(0) + _long(1) + _long(0) * 3
+    entry = decode(codec, _framed("GalleryEntry", body), "GalleryEntry")
+    assert list(entry["embedding"]) == [0.5, 0.25, 0.125]
+    event = decode(codec, _framed("ImageEvent", _image_event_body(1)[:-1] + attributes), "ImageEvent")
     assert event["attributes"] == {"k": "v"}
 
 
@@ -166,10 +178,11 @@ def test_every_block_layout_the_specification_allows_is_read():
     ],
     ids=["wrong-block-size", "count-beyond-the-body"],
 )
-def test_array_blocks_that_lie_about_their_size_or_count_are_bad_events(blocks, fragment):
+@pytest.mark.parametrize("decode", [_decode, _decode_arrays])
+def test_array_blocks_that_lie_about_their_size_or_count_are_bad_events(blocks, fragment, decode):
     body = _str("g") + _str("s") + _long(0) + blocks + _long(0) + _long(1)
     with pytest.raises(UndecodableRecord, match=fragment):
-        AvroCodec().decode(_framed("GalleryEntry", body))
+        decode(AvroCodec(), _framed("GalleryEntry", body), "GalleryEntry")
 
 
 def test_booleans_and_recursive_named_types_are_walked():
@@ -197,3 +210,52 @@ def test_an_array_over_max_items_is_refused_before_decoding():
         codec.decode(many)
     fits = codec.encode("RerankQuery", {**query, "candidates": [{"id": "c", "embedding": [1.0]}] * 100})
     assert len(codec.decode(fits)["candidates"]) == 100
+
+
+# --- bulk reads: float arrays as numpy ------------------------------------------
+def _plain(value):
+    """A decoded value with numpy arrays as lists and datetimes as milliseconds, for comparing the two decoders."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, np.ndarray)):
+        return [_plain(v) for v in list(value)]
+    if hasattr(value, "timestamp"):
+        return round(value.timestamp() * 1000)
+    return float(value) if isinstance(value, np.floating) else value
+
+
+RECORDS = {
+    "GalleryEntry": {
+        "gallery_id": "g\u00e9", "subject_id": "s" * 200, "op": "UPSERT", "embedding": [0.1, -2.5, 3e-39, 1e30],
+        "model": {"detector": "d", "embedder": "e", "dim": 4, "version": "1"}, "produced_at": 1_700_000_000_123,
+        "template_id": "t", "quality": 0.75, "match_threshold": -0.25,
+    },
+    "ImageEvent": {**EVENT, "attributes": {"camera": "3", "": "\u2603" * 70}},
+    "RerankQuery": {
+        "query_id": "q", "gallery_id": "g", "embedding": [1.0, 0.5], "top_k": 3, "threshold": 0.5,
+        "method": "k_reciprocal", "params": {"k1": 20.0}, "produced_at": 0,
+        "candidates": [{"id": "c", "embedding": [0.25, 0.125]}, {"id": "d", "embedding": []}],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_the_array_reader_reads_what_fastavro_reads(name):
+    codec = AvroCodec()
+    data = codec.encode(name, RECORDS[name])
+    fast = codec.decode_arrays(data, name)
+    assert _plain(fast) == _plain(codec.decode(data, expect=name))
+    if name == "GalleryEntry":
+        assert fast["embedding"].dtype == np.float32 and fast["produced_at"] == 1_700_000_000_123
+
+
+def test_records_of_another_writer_schema_are_resolved_as_decode_does():
+    v1 = schemas.load_json("GalleryEntry")
+    v2 = _with_optional_field("GalleryEntry")
+    new, old = AvroCodec(readers={"GalleryEntry": v2}), AvroCodec(readers={"GalleryEntry": v1})
+    new.know(schemas.parse(v1))
+    from_old = new.decode_arrays(old.encode("GalleryEntry", RECORDS["GalleryEntry"]), "GalleryEntry")
+    assert from_old["tenant"] is None and from_old["subject_id"] == "s" * 200
+    assert np.array_equal(np.float32(from_old["embedding"]), np.float32(RECORDS["GalleryEntry"]["embedding"]))
+    with pytest.raises(UndecodableRecord, match="expected a RerankQuery"):
+        new.decode_arrays(new.encode("GalleryEntry", {**RECORDS["GalleryEntry"], "tenant": None}), "RerankQuery")
