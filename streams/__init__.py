@@ -18,9 +18,10 @@ Where to start reading:
   scores, MATCH / UNKNOWN / AMBIGUOUS, one identity per face, calibration), and
   :mod:`streams.vision.quality` says how fit a face is for it.
 * :mod:`streams.kafka` is all Kafka plumbing: client settings, credentials,
-  topics, lag, safe commits, one producer and one read loop.
+  topics, lag, safe commits, one producer and one read loop, and the bulk
+  changelog read a gallery table recovers from.
 * The contract: :mod:`streams.codecs` (Avro frames, with the strict walk of
-  :mod:`streams.avro_walk`), ``schemas/*.avsc``, :mod:`streams.errors` (the
+  :mod:`streams.avro_walk` and the bulk reader :mod:`streams.avro_arrays`), ``schemas/*.avsc``, :mod:`streams.errors` (the
   dead-letter codes) and :mod:`streams.bounds` (what a record may hold);
   :mod:`streams.registry` is the Schema Registry as the codec uses it, and
   :mod:`streams.asyncapi` writes the whole topic contract (``docs/asyncapi.yaml``).

@@ -119,8 +119,13 @@ def _small(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _string(buf: bytes, pos: int) -> tuple[str, int]:
-    size, pos = _small(buf, pos)
-    end = _take(buf, pos, size)
+    if pos < len(buf) and not buf[pos] & 0x81:  # the usual case inline: a length below 64, one even byte
+        size, pos = buf[pos] >> 1, pos + 1
+    else:
+        size, pos = varint(buf, pos)
+    end = pos + size
+    if size < 0 or end > len(buf):
+        _take(buf, pos, size)  # raises what is wrong
     try:
         return str(buf[pos:end], "utf-8"), end
     except UnicodeDecodeError as exc:
@@ -166,9 +171,27 @@ def _enum(symbols: list[str]) -> Read:
 
 
 def _union(branches: list[Read]) -> Read:
+    if len(branches) == 2 and branches[0] is _null:
+        return _optional(branches[1])
+
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         index, pos = in_range("union branch", *_small(buf, pos), len(branches))
         return branches[index](buf, pos)
+
+    return read
+
+
+def _optional(value: Read) -> Read:
+    """``["null", T]``, most unions of a record: its branch byte read inline."""
+
+    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+        branch = buf[pos] if pos < len(buf) else None
+        if branch == 0:
+            return None, pos + 1
+        if branch == 2:
+            return value(buf, pos + 1)
+        index, pos = in_range("union branch", *varint(buf, pos), 2)
+        return (None, pos) if index == 0 else value(buf, pos)
 
     return read
 

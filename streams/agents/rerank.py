@@ -164,39 +164,17 @@ class GalleryKeeper:
             self.table.send_changelog(partition, key, None, value_serializer="raw")
 
     async def rebuild(self) -> None:
-        """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment."""
+        """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment.
+
+        The work (seconds for a million entries) runs in a thread, under the lock that keeps queries and entries
+        out, so the event loop goes on serving metrics, readiness and the embed agent meanwhile.
+        """
         started = time.perf_counter()
         async with self.lock:
             before = set(self.galleries)
-            self.galleries.clear()
             store = self.table.data  # only this worker's partitions: faust dropped the others' keys
             await self.ctx.schemas_ready(store.values())  # Confluent-framed entries: their writer schemas first
-            # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
-            # embeddings as lists of Python floats would take gigabytes.
-            records: list[tuple[bytes, dict[str, Any]]] = []
-            units: list[np.ndarray | None] = []
-            pending: list[Any] = []
-            for key, value in list(store.items()):
-                try:
-                    record = self.ctx.codec.decode_arrays(value, "GalleryEntry")
-                except RecordError as exc:  # not written by a worker: nothing to rebuild from
-                    log.warning("changelog entry %r skipped: %s", key[:200], exc)
-                    continue
-                pending.append(record.pop("embedding"))
-                records.append((key, record))
-                if len(pending) == UNIT_BLOCK:
-                    units.extend(unit_embeddings(pending))
-                    pending = []
-            units.extend(unit_embeddings(pending))
-            # In the order they were produced: the first model named and the newest threshold are those of live.
-            for i in sorted(range(len(records)), key=lambda i: millis(records[i][1]["produced_at"])):
-                (key, record), embedding = records[i], units[i]
-                try:
-                    if embedding is None:
-                        raise ValueError("its embedding is empty, not finite or all zeros")
-                    self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding, **entry_fields(record))
-                except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
-                    log.warning("changelog entry %r skipped: %s", key[:200], exc)
+            await asyncio.to_thread(self._load, list(store.items()))
             for gallery_id in before - set(self.galleries):
                 self.sizes.publish(gallery_id, 0)
             for gallery_id in self.galleries:
@@ -206,6 +184,36 @@ class GalleryKeeper:
         metrics.GALLERY_REBUILD_SECONDS.observe(seconds)
         log.info("galleries rebuilt from the table in %.2f s: %s", seconds,
                  {g: len(self.galleries.get(g)) for g in list(self.galleries)[:20]})
+
+    def _load(self, items: list[tuple[bytes, bytes]]) -> None:
+        """The galleries anew from the table's (key, GalleryEntry bytes); an entry that cannot be one is skipped."""
+        self.galleries.clear()
+        # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
+        # embeddings as lists of Python floats would take gigabytes.
+        records: list[tuple[bytes, dict[str, Any]]] = []
+        units: list[np.ndarray | None] = []
+        pending: list[Any] = []
+        for key, value in items:
+            try:
+                record = self.ctx.codec.decode_arrays(value, "GalleryEntry")
+            except RecordError as exc:  # not written by a worker: nothing to rebuild from
+                log.warning("changelog entry %r skipped: %s", key[:200], exc)
+                continue
+            pending.append(record.pop("embedding"))
+            records.append((key, record))
+            if len(pending) == UNIT_BLOCK:
+                units.extend(unit_embeddings(pending))
+                pending = []
+        units.extend(unit_embeddings(pending))
+        # In the order they were produced: the first model named and the newest threshold are those of live.
+        for i in sorted(range(len(records)), key=lambda i: millis(records[i][1]["produced_at"])):
+            (key, record), embedding = records[i], units[i]
+            try:
+                if embedding is None:
+                    raise ValueError("its embedding is empty, not finite or all zeros")
+                self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding, **entry_fields(record))
+            except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
+                log.warning("changelog entry %r skipped: %s", key[:200], exc)
 
 
 class QueryRanker:

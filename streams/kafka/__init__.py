@@ -10,6 +10,8 @@ Where things live:
 * ``lag``       the worker's consumer-lag monitor, its witness of the broker for ``/readyz``
 * ``commits``   faust's transport with commits that never pass an unanswered event
 * ``highwaters`` its consumer thread, asking the broker for changelog ends (exactly-once recovery)
+* ``changelog`` a compacted changelog read to its end in bulk (recovery, the API's gallery facts)
+* ``changelog_store`` the gallery table's store, recovered through that bulk read before faust replays the tail
 
 Commands, scripts and tests import the names below from here; the worker's own
 pieces (``lag``, ``commits``, faust's settings) are imported from their modules.
