@@ -89,7 +89,7 @@ def _boolean(buf: bytes, pos: int) -> tuple[bool, int]:
 
 
 def _int(buf: bytes, pos: int) -> tuple[int, int]:
-    value, pos = varint(buf, pos)
+    value, pos = _small(buf, pos)
     if not -(1 << 31) <= value < 1 << 31:
         raise MalformedBody(f"int {value} beyond 32 bits")
     return value, pos
@@ -112,9 +112,15 @@ def _bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _small(buf: bytes, pos: int) -> tuple[int, int]:
-    """:func:`varint`, with its one-byte case (every short string, union branch and enum symbol) inline."""
-    if pos < len(buf) and buf[pos] < 0x80:
-        return (buf[pos] >> 1) ^ -(buf[pos] & 1), pos + 1
+    """:func:`varint`, with its one- and two-byte cases (a union branch, an enum symbol, a short string or array
+    length, a small int) inline."""
+    if pos + 1 < len(buf):
+        first = buf[pos]
+        if first < 0x80:
+            return (first >> 1) ^ -(first & 1), pos + 1
+        if buf[pos + 1] < 0x80:
+            value = (first & 0x7F) | buf[pos + 1] << 7
+            return (value >> 1) ^ -(value & 1), pos + 2
     return varint(buf, pos)
 
 
