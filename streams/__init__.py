@@ -14,7 +14,8 @@ Where to start reading:
   model facts in :mod:`streams.models`.
 * :mod:`streams.ranking` holds the ranking methods, over the C++ re-ranker
   bound in :mod:`streams.rerank`; :mod:`streams.gallery` keeps galleries as
-  matrices; :mod:`streams.identity` turns a ranked list into an answer (per-subject
+  matrices (rows in :mod:`streams.rows`, a neighbour graph in
+  :mod:`streams.neighbour_graph`, an approximate index in :mod:`streams.ann_index`); :mod:`streams.identity` turns a ranked list into an answer (per-subject
   scores, MATCH / UNKNOWN / AMBIGUOUS, one identity per face, calibration), and
   :mod:`streams.vision.quality` says how fit a face is for it.
 * :mod:`streams.kafka` is all Kafka plumbing: client settings, credentials,

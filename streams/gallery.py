@@ -20,6 +20,12 @@ Rows are stored as float32, float16 or int8 (:mod:`streams.rows`, the
 ``FACESTREAM_GALLERY_DTYPE`` setting): compact rows take half or a quarter of
 the memory and of the bytes a query scan reads, and are scored exactly as stored.
 
+From ``index_min`` rows on, a gallery also keeps an approximate (HNSW) index
+of its rows (:mod:`streams.ann_index`), built in the background; once it is
+ready, cosine queries take their candidates from it (:meth:`Gallery.nearest`)
+and re-score them exactly from the rows, instead of scanning every row. The
+index is keyed by a label per template that, unlike its row, never moves.
+
 The matrix is only the fast copy: durability is the rerank agent's changelog
 table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
 """
@@ -31,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .ann_index import DEFAULT_EF, AnnIndex
 from .neighbour_graph import NeighbourGraph
 from .rows import Rows
 
@@ -56,7 +63,10 @@ def model_key(model: Mapping[str, Any] | None) -> tuple[str, str, int] | None:
 class Gallery:
     """The templates of one gallery: ``rows`` row ``i`` is a template of subject ``ids[i]``."""
 
-    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY, dtype: str = "float32") -> None:
+    def __init__(
+        self, dim: int, capacity: int = INITIAL_CAPACITY, dtype: str = "float32", *, index_min: int = 0,
+        index_ef: int = DEFAULT_EF,
+    ) -> None:
         if dim < 1:
             raise ValueError(f"dimension must be positive, got {dim}")
         self._rows = Rows(dim, dtype, capacity)
@@ -72,6 +82,13 @@ class Gallery:
         self._threshold: tuple[int, float] | None = None  # the newest of _thresholds, None when to be found again
         self.model: dict[str, Any] | None = None
         self._graph = NeighbourGraph()  # unbuilt until a k-reciprocal query asks for it
+        # Each row's label, which stays with its template when rows move: what the approximate index is keyed by.
+        self._labels = np.empty(max(capacity, 1), dtype=np.int64)
+        self._row_of_label = np.empty(max(capacity, 1), dtype=np.int64)
+        self._free_labels: list[int] = []  # of deleted templates, given to new ones: labels stay below the peak size
+        self._next_label = 0
+        self._index_min, self._index_ef = index_min, index_ef
+        self._index: AnnIndex | None = None  # from index_min rows on (0: never)
 
     @property
     def dim(self) -> int:
@@ -90,6 +107,16 @@ class Gallery:
     def neighbour_graph(self) -> NeighbourGraph:
         """The rows' neighbour graph (:mod:`streams.neighbour_graph`), kept up to date once built."""
         return self._graph
+
+    @property
+    def index(self) -> AnnIndex | None:
+        """The rows' approximate index (:mod:`streams.ann_index`), once the gallery has ``index_min`` rows."""
+        return self._index
+
+    @property
+    def index_ready(self) -> bool:
+        """Whether cosine queries go through the approximate index (:meth:`nearest`) rather than the exact scan."""
+        return self._index is not None and self._index.ready
 
     @property
     def matrix(self) -> np.ndarray:
@@ -172,21 +199,12 @@ class Gallery:
         key = (subject, template)
         row = self._row_of.get(key)
         if row is None:
-            if subject not in self._code_of and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
-                self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
-            row = len(self._ids)
-            if row == len(self._codes):
-                self._grow_codes()
-            self._ids.append(subject)
-            self._templates.append(template)
-            self._row_of[key] = row
-            self._templates_of.setdefault(subject, set()).add(template)
-            if subject not in self._code_of:
-                self._code_of[subject], self._next_code = self._next_code, self._next_code + 1
-            self._codes[row] = self._code_of[subject]
+            row = self._new_row(key)
         self._rows.set(row, vector)
         if self._graph.built:
             self._graph.upserted(row, self.matrix)
+        if self._index is not None:
+            self._index.upserted(int(self._labels[row]), self._rows.stored[row])
         if self.model is None and model is not None:
             self.model = dict(model)
         if threshold is None:
@@ -194,6 +212,40 @@ class Gallery:
         else:
             self._thresholds[key] = (produced_at, float(threshold))
         self._threshold = None
+        self._keep_index()
+
+    def extend(
+        self,
+        keys: Sequence[tuple[str, str]],
+        matrix: np.ndarray,
+        *,
+        model: Mapping[str, Any] | None = None,
+        thresholds: Mapping[tuple[str, str], tuple[int, float]] | None = None,
+    ) -> None:
+        """Add many new templates at once: (subject, template) ``keys``, their float32 unit rows ``matrix``.
+
+        What :meth:`upsert` of each would do, in one vectorised pass over the rows: a rebuild's million entries.
+        ``model`` is theirs (all of one, checked by the caller) and ``thresholds`` maps a key to the (entry time,
+        threshold) it set. Every key must be new to the gallery.
+        """
+        if matrix.shape != (len(keys), self.dim):
+            raise DimensionMismatch(f"rows of shape {matrix.shape} for {len(keys)} templates of dimension {self.dim}")
+        self.check_model(model)
+        if any(key in self._row_of for key in keys):
+            raise ValueError("extend adds new templates only; an existing one is replaced by upsert")
+        first = len(self)
+        for key in keys:
+            self._new_row(key)
+        self._rows.extend(matrix)
+        if self._index is not None:
+            for row in range(first, len(self)):
+                self._index.upserted(int(self._labels[row]), self._rows.stored[row])
+        self._graph = NeighbourGraph()  # built anew by the next k-reciprocal query, rather than row by row
+        if self.model is None and model is not None:
+            self.model = dict(model)
+        self._thresholds.update(thresholds or {})
+        self._threshold = None
+        self._keep_index()
 
     def delete(self, subject: str, template: str | None = None) -> list[str]:
         """Remove one template of ``subject``, or all of them when ``template`` is None; the templates removed."""
@@ -201,7 +253,23 @@ class Gallery:
         removed = sorted(held) if template is None else [template] if template in held else []
         for name in removed:
             self._delete_row(subject, name)
+        self._keep_index()
         return removed
+
+    def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index's candidates for float32 unit ``query`` (``max(k, ef)`` of them), re-scored exactly as
+        :meth:`Rows.scores` scores them: ``(rows, cosines)``, best first, ties by the lower row. Needs
+        :attr:`index_ready`."""
+        rows = self._row_of_label[self._index.search(query, k)]
+        scores = self._rows.scores_at(rows, query)
+        order = np.lexsort((rows, -scores))
+        return rows[order], scores[order]
+
+    def drop_index(self) -> None:
+        """Forget the approximate index (a build under way stops); queries scan exactly."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def _delete_row(self, subject: str, template: str) -> None:
         row = self._row_of.pop((subject, template))
@@ -214,13 +282,60 @@ class Gallery:
             del self._code_of[subject]
         last = len(self._ids) - 1
         moved = (self._ids.pop(), self._templates.pop())
+        label = int(self._labels[row])
+        self._free_labels.append(label)
         self._rows.move_last(row)
         if row != last:
             self._codes[row] = self._codes[last]
+            self._labels[row] = self._labels[last]
+            self._row_of_label[self._labels[row]] = row
             self._ids[row], self._templates[row] = moved
             self._row_of[moved] = row
         if self._graph.built:
             self._graph.deleted(row, self.matrix)
+        if self._index is not None:
+            self._index.deleted(label)
+
+    def _new_row(self, key: tuple[str, str]) -> int:
+        """The next row, for the new template ``key`` = (subject, template): its subject's code and a label."""
+        subject, template = key
+        if subject not in self._code_of and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
+            self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
+        row = len(self._ids)
+        if row == len(self._codes):
+            self._grow_columns()
+        self._ids.append(subject)
+        self._templates.append(template)
+        self._row_of[key] = row
+        self._templates_of.setdefault(subject, set()).add(template)
+        if subject not in self._code_of:
+            self._code_of[subject], self._next_code = self._next_code, self._next_code + 1
+        self._codes[row] = self._code_of[subject]
+        self._label_row(row)
+        return row
+
+    def _label_row(self, row: int) -> None:
+        """Give new row ``row`` a label: a deleted template's, else the next unused one."""
+        if self._free_labels:
+            label = self._free_labels.pop()
+        else:
+            label, self._next_label = self._next_label, self._next_label + 1
+            if label == len(self._row_of_label):
+                grown = np.empty(2 * label, dtype=np.int64)
+                grown[:label] = self._row_of_label
+                self._row_of_label = grown
+        self._labels[row] = label
+        self._row_of_label[label] = row
+
+    def _keep_index(self) -> None:
+        """Build the index in the background once the gallery has ``index_min`` rows; drop it below half of that
+        (so a gallery hovering at the size does not rebuild over and over)."""
+        if self._index is None:
+            if self._index_min and len(self) >= self._index_min:
+                self._index = AnnIndex(self.dim, self._index_ef)
+                self._index.build(self._labels[: len(self)].copy(), self._rows.stored.copy())
+        elif len(self) < self._index_min // 2:
+            self.drop_index()
 
     def _renumber(self) -> None:
         self._code_of = {subject: code for code, subject in enumerate(self._code_of)}
@@ -228,11 +343,12 @@ class Gallery:
         for row, subject in enumerate(self._ids):
             self._codes[row] = self._code_of[subject]
 
-    def _grow_codes(self) -> None:
-        # A new buffer, like the rows': views handed out earlier keep the old one alive and unchanged.
-        codes = np.empty(2 * len(self._codes), dtype=np.int64)
-        codes[: len(self._ids)] = self._codes[: len(self._ids)]
-        self._codes = codes
+    def _grow_columns(self) -> None:
+        # New buffers, like the rows': views of the codes handed out earlier keep the old one alive and unchanged.
+        live = len(self._ids)
+        codes, labels = np.empty(2 * len(self._codes), dtype=np.int64), np.empty(2 * len(self._codes), dtype=np.int64)
+        codes[:live], labels[:live] = self._codes[:live], self._labels[:live]
+        self._codes, self._labels = codes, labels
 
 
 def _model_name(model: Mapping[str, Any]) -> str:
@@ -242,8 +358,9 @@ def _model_name(model: Mapping[str, Any]) -> str:
 class Galleries:
     """Every gallery a worker holds, by gallery id; a gallery exists while it has at least one template."""
 
-    def __init__(self, dtype: str = "float32") -> None:
+    def __init__(self, dtype: str = "float32", *, index_min: int = 0, index_ef: int = DEFAULT_EF) -> None:
         self.dtype = dtype
+        self.index_min, self.index_ef = index_min, index_ef  # each gallery's approximate index (Gallery's keywords)
         self._by_id: dict[str, Gallery] = {}
 
     def get(self, gallery_id: str) -> Gallery | None:
@@ -262,11 +379,23 @@ class Galleries:
         """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
-            gallery = Gallery(len(embedding), dtype=self.dtype)
+            gallery = Gallery(len(embedding), dtype=self.dtype, index_min=self.index_min, index_ef=self.index_ef)
             gallery.upsert(subject, embedding, template, **entry)  # validates before the gallery becomes visible
             self._by_id[gallery_id] = gallery
         else:
             gallery.upsert(subject, embedding, template, **entry)
+        return gallery
+
+    def extend(self, gallery_id: str, keys: Sequence[tuple[str, str]], matrix: np.ndarray, **entries: Any) -> Gallery:
+        """Add many new templates to a gallery at once (``entries``: :meth:`Gallery.extend`'s keywords)."""
+        gallery = self._by_id.get(gallery_id)
+        if gallery is None:
+            gallery = Gallery(matrix.shape[1], capacity=len(keys), dtype=self.dtype, index_min=self.index_min,
+                              index_ef=self.index_ef)
+            gallery.extend(keys, matrix, **entries)
+            self._by_id[gallery_id] = gallery
+        else:
+            gallery.extend(keys, matrix, **entries)
         return gallery
 
     def delete(self, gallery_id: str, subject: str, template: str | None = None) -> Gallery | None:
@@ -276,9 +405,12 @@ class Galleries:
             return None
         gallery.delete(subject, template)
         if not gallery:
+            gallery.drop_index()
             del self._by_id[gallery_id]
             return None
         return gallery
 
     def clear(self) -> None:
+        for gallery in self._by_id.values():
+            gallery.drop_index()
         self._by_id.clear()

@@ -114,6 +114,20 @@ CHANGELOG_READ_SECONDS = Histogram(
     buckets=REBUILD_BUCKETS,
     registry=REGISTRY,
 )
+#: Values of ``facestream_gallery_indexes{state}``: a gallery's approximate index being built, or answering queries.
+INDEX_STATES = ("building", "ready")
+GALLERY_INDEX_BUILD_SECONDS = Histogram(
+    "facestream_gallery_index_build_seconds",
+    "Wall time of building one gallery's approximate (HNSW) index in the background, until it answers queries.",
+    buckets=REBUILD_BUCKETS,
+    registry=REGISTRY,
+)
+GALLERY_INDEXES = Gauge(
+    "facestream_gallery_indexes",
+    "Galleries on this worker whose approximate index is building (queries scan exactly) or ready (queries use it).",
+    ["state"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "facestream_consumer_lag",
     "High watermark minus the consumer group's committed offset, per partition.",
@@ -132,6 +146,8 @@ for _result in IMAGE_RESULTS:
     IMAGES_TOTAL.labels(result=_result)
 for _stage in STAGES:
     STAGE_SECONDS.labels(stage=_stage)
+for _state in INDEX_STATES:
+    GALLERY_INDEXES.labels(state=_state)
 
 
 def render() -> tuple[bytes, str]:

@@ -8,7 +8,10 @@ the caller's settings give it; :func:`rank_subjects` turns ranked rows into
 ranked subjects (a subject with several templates is one candidate).
 k-reciprocal re-ranking of a held gallery goes through the gallery's neighbour
 graph (:mod:`streams.neighbour_graph`) when the query's k1 fits it: O(G x d)
-per query instead of O(G^2 x d).
+per query instead of O(G^2 x d). Cosine ranking of a held gallery whose
+approximate index is ready (:mod:`streams.ann_index`) takes the index's
+candidates, re-scored exactly, instead of scanning every row: the ranking and
+the decision's similarities both come from those candidates.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import neighbour_graph, rerank
+from . import ann_index, neighbour_graph, rerank
 from .identity.subjects import SubjectScores, codes_of
 from .rows import Rows
 
@@ -43,6 +46,13 @@ class Method:
     # Over a held gallery's neighbour graph instead, when the method has such a path and the query fits the graph:
     graph: Callable[..., Ranking] | None = None  # (query, gallery, k, *, threads, graph_k1, **arguments)
     graph_work: Callable[[int, int], int] | None = None
+    # Through a held gallery's approximate index instead, once it is ready: every candidate, exactly scored.
+    index: Callable[..., Ranking] | None = None  # (query, gallery, k)
+    index_work: Callable[[int, int], int] | None = None
+
+    def on_index(self, candidates: Candidates) -> bool:
+        """Whether this query is ranked through its gallery's approximate index (else over every row)."""
+        return self.index is not None and candidates.gallery is not None and candidates.gallery.index_ready
 
     def on_graph(self, candidates: Candidates, arguments: Mapping[str, Any]) -> bool:
         """Whether this query is ranked over its gallery's neighbour graph (else over the rows, densely)."""
@@ -53,7 +63,12 @@ class Method:
 
     def cost(self, candidates: Candidates, arguments: Mapping[str, Any]) -> int:
         """Multiply-adds of this query, roughly; a graph's one-off build belongs to its gallery, not to a query."""
-        work = self.graph_work if self.on_graph(candidates, arguments) and self.graph_work else self.work
+        if self.index_work is not None and self.on_index(candidates):
+            work = self.index_work
+        elif self.graph_work is not None and self.on_graph(candidates, arguments):
+            work = self.graph_work
+        else:
+            work = self.work
         return work(*candidates.rows.shape)
 
     def builds_graph(self, candidates: Candidates, arguments: Mapping[str, Any]) -> bool:
@@ -61,8 +76,14 @@ class Method:
         gallery = candidates.gallery
         return self.on_graph(candidates, arguments) and gallery.neighbour_graph.k1_max != candidates.graph_k1
 
-    def ranked(self, query: np.ndarray, candidates: Candidates, k: int, *, threads: int, **arguments: Any) -> Ranking:
-        """The best ``k`` rows, over the gallery's neighbour graph where :meth:`on_graph`."""
+    def ranked(
+        self, query: np.ndarray, candidates: Candidates, k: int, *, threads: int, indexed: bool = False,
+        **arguments: Any,
+    ) -> Ranking:
+        """The best ``k`` rows, over the gallery's neighbour graph where :meth:`on_graph`; ``indexed`` (what
+        :meth:`on_index` said): every candidate of the gallery's index instead, at least ``k``."""
+        if indexed:
+            return self.index(query, candidates.gallery, k)
         if self.graph is not None and self.on_graph(candidates, arguments):
             graph_k1 = candidates.graph_k1
             return self.graph(query, candidates.gallery, k, threads=threads, graph_k1=graph_k1, **arguments)
@@ -84,6 +105,10 @@ class Method:
 def _cosine(query: np.ndarray, gallery: Rows, k: int, **arguments: Any) -> Ranking:
     indices, scores = gallery.topk(query[None, :], k, **arguments)  # in the rows' own dtype
     return indices[0], scores[0]
+
+
+def _cosine_index(query: np.ndarray, gallery: Gallery, k: int) -> Ranking:
+    return gallery.nearest(query, k)
 
 
 def _query_expansion(query: np.ndarray, gallery: np.ndarray, k: int, **arguments: Any) -> Ranking:
@@ -111,7 +136,10 @@ def _nearest(distances: np.ndarray, k: int) -> Ranking:
 
 
 METHODS: dict[str, Method] = {
-    "cosine": Method({}, _cosine, lambda rows, dim: rows * dim),
+    "cosine": Method(
+        {}, _cosine, lambda rows, dim: rows * dim,
+        index=_cosine_index, index_work=lambda rows, dim: ann_index.SEARCH_VISITS * dim,
+    ),
     "k_reciprocal": Method(
         {"k1": int, "k2": int, "lambda_value": float}, _k_reciprocal, lambda rows, dim: rows * rows * dim,
         graph=_k_reciprocal_graph, graph_work=lambda rows, dim: 2 * rows * dim,  # distances, then each row's lists
@@ -131,6 +159,12 @@ class Candidates:
     most_templates: int  # the most rows one subject has
     gallery: Gallery | None = None  # the held gallery the rows are (None for inline candidates)
     graph_k1: int = neighbour_graph.DEFAULT_K1  # the k1 its neighbour graph is built for
+
+    @classmethod
+    def held(cls, gallery: Gallery, graph_k1: int = neighbour_graph.DEFAULT_K1) -> Candidates:
+        """A held gallery's rows, read in place (nothing copied)."""
+        return cls(gallery.ids, gallery.rows, gallery.codes, gallery.code_count, gallery.most_templates,
+                   gallery=gallery, graph_k1=graph_k1)
 
     @classmethod
     def inline(cls, ids: Sequence[str], matrix: np.ndarray) -> Candidates:
@@ -153,12 +187,17 @@ def rank_subjects(
     """Rank ``top_k`` subjects: the method ranks rows, a subject takes the place of its best-ranked template.
 
     Asking the method for ``top_k`` x (most templates per subject) rows finds ``top_k`` distinct subjects
-    whatever their templates. Similarities are each subject's best cosine (:mod:`streams.identity.subjects`).
+    whatever their templates. Similarities are each subject's best cosine (:mod:`streams.identity.subjects`):
+    over every row, or over the candidates of the gallery's approximate index when the query goes through it.
     """
     rows = len(candidates.ids)
+    indexed = method.on_index(candidates)  # once: a background build may install the index meanwhile
     ranked_rows, scores = method.ranked(
-        query, candidates, min(rows, top_k * max(candidates.most_templates, 1)), threads=threads, **arguments
+        query, candidates, min(rows, top_k * max(candidates.most_templates, 1)), threads=threads, indexed=indexed,
+        **arguments,
     )
+    if indexed:
+        return _by_first_rows(ranked_rows, scores, candidates, top_k)
     similarity = SubjectScores.of(
         candidates.rows.scores(query, threads=threads), candidates.codes, candidates.code_count, one_each=candidates.most_templates == 1
     )
@@ -171,6 +210,21 @@ def rank_subjects(
             matches.append((candidates.ids[row], float(score), float(similarity.best[code])))
     leaders = [(candidates.ids[int(similarity.row[c])], float(similarity.best[c])) for c in similarity.top(2)]
     return SubjectRanking(matches, leaders)
+
+
+def _by_first_rows(ranked_rows: np.ndarray, cosines: np.ndarray, candidates: Candidates, top_k: int) -> SubjectRanking:
+    """Subjects of rows ranked by their exact cosine, best first: a subject's first row is its best template, so
+    its place, score and similarity are that row's (the index's few hundred candidates: no per-code arrays)."""
+    best: list[tuple[str, float]] = []
+    seen: set[int] = set()
+    for row, cosine in zip(ranked_rows.tolist(), cosines.tolist(), strict=True):
+        code = int(candidates.codes[row])
+        if code not in seen:
+            seen.add(code)
+            best.append((candidates.ids[row], float(cosine)))
+            if len(best) == max(top_k, 2):
+                break
+    return SubjectRanking([(subject, cosine, cosine) for subject, cosine in best[:top_k]], best[:2])
 
 
 async def rank_subjects_off_loop(

@@ -81,17 +81,31 @@ class Rows:
         """Store float32 unit ``vector`` at ``row`` (``row == count`` appends, growing when full)."""
         if row == self.count:
             if row == self.capacity:
-                self._grow()
+                self._grow(row + 1)
             self.count += 1
+        self._store(row, vector[None, :])
+
+    def extend(self, block: np.ndarray) -> None:
+        """Append float32 unit rows ``block`` (n, dim) at once, stored as :meth:`set` stores each (a rebuild)."""
+        start = self.count
+        if start + len(block) > self.capacity:
+            self._grow(start + len(block))
+        self.count += len(block)
+        self._store(start, block)
+
+    def _store(self, start: int, block: np.ndarray) -> None:
+        """Rows ``start ..`` in the storage dtype, with their scales: one vectorised pass, whatever the count."""
+        end = start + len(block)
         if self.dtype == "float32":
-            self._values[row] = vector
+            self._values[start:end] = block
             return
         if self.dtype == "float16":
-            stored = vector.astype(np.float16)
+            stored = block.astype(np.float16)
         else:
-            stored = np.rint(vector * (127.0 / np.abs(vector).max())).astype(np.int8)
-        self._values[row] = stored
-        self._scale[row] = 1.0 / np.sqrt(np.dot(stored.astype(np.float64), stored.astype(np.float64)))
+            stored = np.rint(block * (127.0 / np.abs(block).max(axis=1, keepdims=True))).astype(np.int8)
+        self._values[start:end] = stored
+        wide = stored.astype(np.float64)
+        self._scale[start:end] = 1.0 / np.sqrt(np.einsum("ij,ij->i", wide, wide))
 
     def move_last(self, row: int) -> None:
         """Drop ``row``, moving the last row into its place (the caller moves what it keeps beside the rows)."""
@@ -119,6 +133,10 @@ class Rows:
         name = "compact_scores_f16" if self.dtype == "float16" else "compact_scores_i8"
         return getattr(_rerank, name)(query[None, :], self._compact(), self._scale[: self.count], threads=threads)[0]
 
+    def scores_at(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The cosines of :meth:`scores` for ``rows`` only (an index's few hundred candidates), float32."""
+        return (self._values[rows].astype(np.float32) @ query) * self._scale[rows]
+
     def topk(self, queries: np.ndarray, k: int, *, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``(indices int64 (Q, k), cosines float32 (Q, k))`` of the best rows for each query, ties by lower index."""
         if self.dtype == "float32":
@@ -130,10 +148,12 @@ class Rows:
     def _compact(self) -> np.ndarray:
         return self.stored.view(np.uint16) if self.dtype == "float16" else self.stored
 
-    def _grow(self) -> None:
+    def _grow(self, rows: int) -> None:
+        """Room for at least ``rows``, doubling: appends are amortised O(dim)."""
         # A new buffer: views handed out earlier keep the old one alive and unchanged.
-        values = np.empty((2 * self.capacity, self._values.shape[1]), dtype=self._values.dtype)
+        capacity = max(2 * self.capacity, rows)
+        values = np.empty((capacity, self._values.shape[1]), dtype=self._values.dtype)
         values[: self.count] = self._values[: self.count]
-        scale = np.ones(2 * self.capacity, dtype=np.float32)
+        scale = np.ones(capacity, dtype=np.float32)
         scale[: self.count] = self._scale[: self.count]
         self._values, self._scale = values, scale

@@ -44,7 +44,7 @@ from .. import metrics
 from ..bounds import check_embedding, check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
-from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch
+from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch, model_key
 from ..identity import decide, match_threshold
 from ..kafka.changelog_store import bulk_recovered_table
 from ..ranking import METHODS, Candidates, rank_subjects_off_loop
@@ -206,14 +206,45 @@ class GalleryKeeper:
                 pending = []
         units.extend(unit_embeddings(pending))
         # In the order they were produced: the first model named and the newest threshold are those of live.
+        by_gallery: dict[str, list[int]] = {}
         for i in sorted(range(len(records)), key=lambda i: millis(records[i][1]["produced_at"])):
-            (key, record), embedding = records[i], units[i]
-            try:
-                if embedding is None:
-                    raise ValueError("its embedding is empty, not finite or all zeros")
-                self.galleries.upsert(record["gallery_id"], record["subject_id"], embedding, **entry_fields(record))
-            except ValueError as exc:  # written before it was refused on arrival: skip it, keep the gallery
-                log.warning("changelog entry %r skipped: %s", key[:200], exc)
+            by_gallery.setdefault(records[i][1]["gallery_id"], []).append(i)
+        for gallery_id, entries in by_gallery.items():
+            kept, model = _as_live_took(entries, records, units)
+            if not kept:
+                continue
+            fields = [entry_fields(records[i][1]) for i in kept]
+            keys = [(records[i][1]["subject_id"], f["template"]) for i, f in zip(kept, fields, strict=True)]
+            thresholds = {k: (f["produced_at"], f["threshold"]) for k, f in zip(keys, fields, strict=True)
+                          if f["threshold"] is not None}
+            self.galleries.extend(gallery_id, keys, np.stack([units[i] for i in kept]), model=model,
+                                  thresholds=thresholds)
+
+
+def _as_live_took(
+    entries: list[int], records: list[tuple[bytes, dict[str, Any]]], units: list[np.ndarray | None]
+) -> tuple[list[int], dict[str, Any] | None]:
+    """The stored entries of one gallery (indices, in production order) that live took, and the gallery's model.
+
+    As on arrival, the first good embedding fixes the dimension and the first model named fixes the model; an
+    entry written before such a refusal existed is skipped, and the gallery kept.
+    """
+    kept: list[int] = []
+    dim, model = None, None
+    for i in entries:
+        (key, record), unit = records[i], units[i]
+        if unit is None:
+            problem = "its embedding is empty, not finite or all zeros"
+        elif dim is not None and len(unit) != dim:
+            problem = f"embedding of dimension {len(unit)} in a gallery of dimension {dim}"
+        elif None not in (model, record["model"]) and model_key(record["model"]) != model_key(model):
+            problem = f"an embedding of another model than the gallery's {model_key(model)}"
+        else:
+            kept.append(i)
+            dim, model = len(unit), model or record["model"]
+            continue
+        log.warning("changelog entry %r skipped: %s", key[:200], problem)
+    return kept, model
 
 
 class QueryRanker:
@@ -313,9 +344,7 @@ class QueryRanker:
         gallery = self.galleries.get(gallery_id)
         if gallery is None:
             raise RecordError(ErrorCode.UNKNOWN_GALLERY, f"no gallery {gallery_id!r} on this worker's partitions")
-        held = Candidates(gallery.ids, gallery.rows, gallery.codes, gallery.code_count, gallery.most_templates,
-                          gallery=gallery, graph_k1=self.ctx.settings.rerank_graph_k1)
-        return held, gallery
+        return Candidates.held(gallery, graph_k1=self.ctx.settings.rerank_graph_k1), gallery
 
     def _inline(self, candidates: list[dict[str, Any]]) -> Candidates:
         """Inline candidates as unit rows, bounded in id length and dimension (runs in a thread).
@@ -408,7 +437,7 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     gallery_topic, queries_topic = app.topic(topics.gallery, **raw), app.topic(topics.queries, **raw)
     gallery_outputs = Outputs(app, ctx, gallery_topic, [topics.dlq])
     query_outputs = Outputs(app, ctx, queries_topic, [topics.rerank_results, topics.dlq])
-    galleries = Galleries(settings.gallery_dtype)
+    galleries = Galleries(settings.gallery_dtype, index_min=settings.gallery_index_min, index_ef=settings.gallery_index_ef)
     lock = asyncio.Lock()
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)

@@ -244,11 +244,6 @@ def test_a_row_the_graph_cannot_take_drops_it_until_the_next_build():
 # --- the ranking method -------------------------------------------------------------
 
 
-def held(gallery: Gallery, graph_k1: int = 20) -> Candidates:
-    return Candidates(gallery.ids, gallery.rows, gallery.codes, gallery.code_count, gallery.most_templates,
-                      gallery=gallery, graph_k1=graph_k1)
-
-
 def test_k_reciprocal_over_a_held_gallery_builds_its_graph_on_the_first_query():
     rng = np.random.default_rng(3)
     c = centres(rng)
@@ -257,9 +252,9 @@ def test_k_reciprocal_over_a_held_gallery_builds_its_graph_on_the_first_query():
         gallery.upsert(f"s{i}", vector)
     method, query = METHODS["k_reciprocal"], clustered(rng, c, 1)[0]
     arguments = {"k1": 12, "k2": 4, "lambda_value": 0.3}
-    assert method.cost(held(gallery), arguments) == 2 * 200 * D  # O(G d), not the dense (G^2 d)
-    assert method.builds_graph(held(gallery), arguments)
-    ranked = asyncio.run(rank_subjects_off_loop(method, query, held(gallery), 5, arguments, 1))
+    assert method.cost(Candidates.held(gallery), arguments) == 2 * 200 * D  # O(G d), not the dense (G^2 d)
+    assert method.builds_graph(Candidates.held(gallery), arguments)
+    ranked = asyncio.run(rank_subjects_off_loop(method, query, Candidates.held(gallery), 5, arguments, 1))
     assert gallery.neighbour_graph.built and gallery.neighbour_graph.k1_max == 20
     inline = Candidates.inline(gallery.ids, gallery.matrix)
     dense = asyncio.run(rank_subjects_off_loop(method, query, inline, 5, arguments, 1))
@@ -272,10 +267,11 @@ def test_a_k1_beyond_the_graph_takes_the_dense_path_and_its_cost():
     for i, vector in enumerate(np.eye(3)):
         gallery.upsert(str(i), vector)
     method, arguments = METHODS["k_reciprocal"], {"k1": 21}
-    assert not method.on_graph(held(gallery), arguments)
-    assert method.cost(held(gallery), arguments) == 3 * 3 * 3
+    assert not method.on_graph(Candidates.held(gallery), arguments)
+    assert method.cost(Candidates.held(gallery), arguments) == 3 * 3 * 3
     assert not method.on_graph(Candidates.inline(gallery.ids, gallery.matrix), {})  # inline: always dense
-    asyncio.run(rank_subjects_off_loop(method, np.eye(3, dtype=np.float32)[0], held(gallery), 2, arguments, 1))
+    query = np.eye(3, dtype=np.float32)[0]
+    asyncio.run(rank_subjects_off_loop(method, query, Candidates.held(gallery), 2, arguments, 1))
     assert not gallery.neighbour_graph.built
 
 

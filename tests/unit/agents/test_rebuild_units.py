@@ -1,10 +1,15 @@
-"""A rebuild normalises stored embeddings in blocks, with exactly the results and refusals of one at a time."""
+"""A rebuild: stored embeddings normalised in blocks and galleries filled at once, exactly as one entry at a time."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 
 from streams.agents import rerank
+from streams.codecs import AvroCodec
+from streams.gallery import DimensionMismatch, Galleries, Gallery
 from streams.vectors import unit_vector
 
 
@@ -19,3 +24,71 @@ def test_blocks_give_what_one_at_a_time_gives_and_none_where_it_refuses():
     for embedding, unit in zip(embeddings, units, strict=True):
         if unit is not None:
             np.testing.assert_array_equal(unit, unit_vector(embedding))
+
+
+# --- the whole rebuild: stored GalleryEntry bytes to galleries ------------------
+MODEL = {"detector": "d", "embedder": "e", "version": "1", "dim": 4}
+OTHER = {**MODEL, "embedder": "other"}
+
+
+def _entry(codec: AvroCodec, gallery: str, subject: str, embedding, at: int, **fields) -> tuple[bytes, bytes]:
+    record = {"gallery_id": gallery, "subject_id": subject, "op": "UPSERT", "embedding": embedding,
+              "produced_at": at, **fields}
+    value = codec.encode("GalleryEntry", record)
+    return rerank.table_key(gallery, subject, fields.get("template_id") or ""), value
+
+
+def _rebuilt(items: list[tuple[bytes, bytes]], dtype: str = "float32") -> Galleries:
+    keeper = SimpleNamespace(ctx=SimpleNamespace(codec=AvroCodec()), galleries=Galleries(dtype))
+    rerank.GalleryKeeper._load(keeper, items)
+    return keeper.galleries
+
+
+def test_a_rebuild_holds_what_live_entries_one_at_a_time_would_have_left():
+    codec, rng = AvroCodec(), np.random.default_rng(5)
+    rows = rng.standard_normal((6, 4)).astype(np.float32)  # what Avro floats carry
+    items = [
+        _entry(codec, "g", "late", list(rows[0]), at=50, model=MODEL, match_threshold=0.4),
+        _entry(codec, "g", "anon", list(rows[1]), at=5),  # no model named: taken as it comes
+        _entry(codec, "g", "first", list(rows[2]), at=10, model=MODEL, match_threshold=0.3, template_id="t1"),
+        _entry(codec, "g", "other-model", list(rows[3]), at=20, model=OTHER),
+        _entry(codec, "g", "zero", [0.0] * 4, at=30, model=MODEL),
+        _entry(codec, "g", "short", [1.0, 2.0], at=40),
+        _entry(codec, "h", "alone", list(rows[4]), at=1, model=OTHER),
+        (b'["g", "junk"]', b"\xc3\x01not avro at all"),
+    ]
+    galleries = _rebuilt(items)
+    g = galleries.get("g")
+    assert sorted(g.ids) == ["anon", "first", "late"] and g.templates("first") == {"t1"}
+    assert g.model == MODEL and g.threshold == pytest.approx(0.4)  # the newest entry that set one
+    live = Galleries()
+    for subject, row, fields in [("anon", 1, {}), ("first", 2, {"template": "t1", "model": MODEL, "threshold": 0.3,
+                                 "produced_at": 10}), ("late", 0, {"model": MODEL, "threshold": 0.4, "produced_at": 50})]:
+        live.upsert("g", subject, unit_vector(list(rows[row])), **fields)
+    assert list(g.ids) == list(live.get("g").ids)
+    np.testing.assert_array_equal(g.matrix, live.get("g").matrix)
+    assert galleries.get("h").model == OTHER and list(galleries.get("h").ids) == ["alone"]
+
+
+def test_extend_stores_exactly_what_upserts_store_in_every_dtype():
+    rng = np.random.default_rng(9)
+    block = rng.standard_normal((300, 16)).astype(np.float32)
+    block /= np.linalg.norm(block, axis=1, keepdims=True)
+    keys = [(f"s{i % 200}", f"t{i // 200}") for i in range(300)]
+    for dtype in ("float32", "float16", "int8"):
+        one, bulk = Gallery(16, dtype=dtype), Gallery(16, capacity=4, dtype=dtype)
+        for (subject, template), row in zip(keys, block, strict=True):
+            one.upsert(subject, row, template, model=MODEL, threshold=0.5 if subject == "s7" else None, produced_at=3)
+        bulk.extend(keys, block, model=MODEL, thresholds={("s7", "t0"): (3, 0.5), ("s7", "t1"): (3, 0.5)})
+        np.testing.assert_array_equal(bulk.rows.stored, one.rows.stored)
+        np.testing.assert_array_equal(bulk.matrix, one.matrix)
+        np.testing.assert_array_equal(bulk.codes, one.codes)
+        assert list(bulk.ids) == list(one.ids) and bulk.templates("s3") == {"t0", "t1"} == one.templates("s3")
+        assert (bulk.model, bulk.threshold, bulk.most_templates, bulk.subjects) == (MODEL, 0.5, 2, 200)
+        bulk.delete("s3")
+        bulk.upsert("s3", block[0], "t9")
+        assert len(bulk) == 299 and bulk.templates("s3") == {"t9"}
+        with pytest.raises(ValueError, match="new templates only"):
+            bulk.extend([("s3", "t9")], block[:1])
+        with pytest.raises(DimensionMismatch):
+            bulk.extend([("n", "")], block[:1, :8])
