@@ -117,16 +117,23 @@ def answer_one_query(settings: Settings, timeout_s: float) -> None:
         raise RuntimeError(f"no answer to the query in {timeout_s:.0f} s")
 
 
-def run(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path) -> dict:
-    """Enrol ``entries`` under ``guarantee``, then time a restart until the gallery answers."""
+def fresh_run(
+    name: str, bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path
+) -> tuple[str, Settings, str, list[bytes]]:
+    """(tag, settings, gallery topic, encoded entries) of one measurement on its own app id and topics."""
     tag = uuid.uuid4().hex[:6]
     settings = Settings.from_env(
-        kafka_bootstrap_servers=bootstrap, app_id=f"enrol-{tag}", topic_prefix=f"enrol{tag}.", backend="onnx",
+        kafka_bootstrap_servers=bootstrap, app_id=f"{name}-{tag}", topic_prefix=f"{name}{tag}.", backend="onnx",
         processing_guarantee=guarantee, gallery_dtype=dtype, data_dir=str(workdir / tag),
     )
     ensure_topics(settings)
     topic = TopicNames.from_settings(settings).gallery
-    values = encoded_entries(entries, topic)
+    return tag, settings, topic, encoded_entries(entries, topic)
+
+
+def run(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path) -> dict:
+    """Enrol ``entries`` under ``guarantee``, then time a restart until the gallery answers."""
+    tag, settings, topic, values = fresh_run("enrol", bootstrap, guarantee, entries, dtype, workdir)
     with WorkerProcess(settings, workdir / f"{tag}-1.log") as worker:
         started = time.monotonic()
         published = publish(settings, topic, values)
@@ -165,14 +172,7 @@ def restart_from_changelog(bootstrap: str, guarantee: str, entries: int, dtype: 
     Enrolling a million entries through the stream first would take most of an hour here; what a restart reads
     is the same either way: the compacted changelog of one gallery, one key per subject, on its partition.
     """
-    tag = uuid.uuid4().hex[:6]
-    settings = Settings.from_env(
-        kafka_bootstrap_servers=bootstrap, app_id=f"restart-{tag}", topic_prefix=f"restart{tag}.", backend="onnx",
-        processing_guarantee=guarantee, gallery_dtype=dtype, data_dir=str(workdir / tag),
-    )
-    ensure_topics(settings)
-    topic = TopicNames.from_settings(settings).gallery
-    values = encoded_entries(entries, topic)
+    tag, settings, topic, values = fresh_run("restart", bootstrap, guarantee, entries, dtype, workdir)
     with WorkerProcess(settings, workdir / f"{tag}-1.log") as worker:  # declares the changelog, enrols one
         publish(settings, topic, values[:1])
         wait_for_size(worker, 1, timeout_s=120)
