@@ -236,6 +236,13 @@ class Settings:
         "the dense O(rows^2 x dim) path, within FACESTREAM_MAX_QUERY_WORK.",
         minimum=1,
     )
+    rerank_graph_max_rows: int = _setting(
+        250_000,
+        "Largest gallery whose neighbour graph a k-reciprocal query may have built: the build is O(rows^2 x dim) "
+        "in the background (about 90 s at 100,000 rows on two cores, six times that at this size); a query to a "
+        "larger gallery without a graph is BAD_QUERY.",
+        minimum=1,
+    )
 
     # --- decisions -------------------------------------------------------
     enrol_min_quality: float = _setting(

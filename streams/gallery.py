@@ -201,7 +201,7 @@ class Gallery:
         if row is None:
             row = self._new_row(key)
         self._rows.set(row, vector)
-        if self._graph.built:
+        if self._graph.kept:
             self._graph.upserted(row, self.matrix)
         if self._index is not None:
             self._index.upserted(int(self._labels[row]), self._rows.stored[row])
@@ -240,7 +240,7 @@ class Gallery:
         if self._index is not None:
             for row in range(first, len(self)):
                 self._index.upserted(int(self._labels[row]), self._rows.stored[row])
-        self._graph = NeighbourGraph()  # built anew by the next k-reciprocal query, rather than row by row
+        self._graph = self._graph.rebuilt(self.matrix)  # built anew (if it was in use), rather than row by row
         if self.model is None and model is not None:
             self.model = dict(model)
         self._thresholds.update(thresholds or {})
@@ -264,6 +264,11 @@ class Gallery:
         scores = self._rows.scores_at(rows, query)
         order = np.lexsort((rows, -scores))
         return rows[order], scores[order]
+
+    def close(self) -> None:
+        """Drop what the gallery builds in the background (its index, its neighbour graph): it is going away."""
+        self.drop_index()
+        self._graph.close()
 
     def drop_index(self) -> None:
         """Forget the approximate index (a build under way stops); queries scan exactly."""
@@ -291,7 +296,7 @@ class Gallery:
             self._row_of_label[self._labels[row]] = row
             self._ids[row], self._templates[row] = moved
             self._row_of[moved] = row
-        if self._graph.built:
+        if self._graph.kept:
             self._graph.deleted(row, self.matrix)
         if self._index is not None:
             self._index.deleted(label)
@@ -405,12 +410,12 @@ class Galleries:
             return None
         gallery.delete(subject, template)
         if not gallery:
-            gallery.drop_index()
+            gallery.close()
             del self._by_id[gallery_id]
             return None
         return gallery
 
     def clear(self) -> None:
         for gallery in self._by_id.values():
-            gallery.drop_index()
+            gallery.close()
         self._by_id.clear()

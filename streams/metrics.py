@@ -122,6 +122,12 @@ GALLERY_INDEX_BUILD_SECONDS = Histogram(
     buckets=REBUILD_BUCKETS,
     registry=REGISTRY,
 )
+NEIGHBOUR_GRAPH_BUILD_SECONDS = Histogram(
+    "facestream_neighbour_graph_build_seconds",
+    "Wall time of building one gallery's neighbour graph (k-reciprocal) in the background, until it is installed.",
+    buckets=REBUILD_BUCKETS + (600.0, 1800.0),
+    registry=REGISTRY,
+)
 GALLERY_INDEXES = Gauge(
     "facestream_gallery_indexes",
     "Galleries on this worker whose approximate index is building (queries scan exactly) or ready (queries use it).",

@@ -30,6 +30,7 @@ the re-ranking work of one query; a large query is parsed off the event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import time
@@ -47,7 +48,7 @@ from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch, model_key
 from ..identity import decide, match_threshold
 from ..kafka.changelog_store import bulk_recovered_table
-from ..ranking import METHODS, Candidates, rank_subjects_off_loop
+from ..ranking import METHODS, Candidates, Method, rank_subjects_off_loop
 from ..vectors import unit_rows, unit_vector
 from .dead_letter import now_ms
 from .gallery_sizes import GallerySizes
@@ -186,7 +187,12 @@ class GalleryKeeper:
                  {g: len(self.galleries.get(g)) for g in list(self.galleries)[:20]})
 
     def _load(self, items: list[tuple[bytes, bytes]]) -> None:
-        """The galleries anew from the table's (key, GalleryEntry bytes); an entry that cannot be one is skipped."""
+        """The galleries anew from the table's (key, GalleryEntry bytes); an entry that cannot be one is skipped.
+
+        A gallery whose neighbour graph was in use gets it built anew, in the background: its next k-reciprocal
+        query need not wait the whole build.
+        """
+        graphs = {gallery_id: self.galleries.get(gallery_id).neighbour_graph.wanted for gallery_id in self.galleries}
         self.galleries.clear()
         # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
         # embeddings as lists of Python floats would take gigabytes.
@@ -217,8 +223,12 @@ class GalleryKeeper:
             keys = [(records[i][1]["subject_id"], f["template"]) for i, f in zip(kept, fields, strict=True)]
             thresholds = {k: (f["produced_at"], f["threshold"]) for k, f in zip(keys, fields, strict=True)
                           if f["threshold"] is not None}
-            self.galleries.extend(gallery_id, keys, np.stack([units[i] for i in kept]), model=model,
-                                  thresholds=thresholds)
+            gallery = self.galleries.extend(gallery_id, keys, np.stack([units[i] for i in kept]), model=model,
+                                            thresholds=thresholds)
+            if graphs.get(gallery_id):
+                gallery.neighbour_graph.start_build(
+                    gallery.matrix, graphs[gallery_id], threads=self.ctx.settings.rerank_threads
+                )
 
 
 def _as_live_took(
@@ -278,58 +288,91 @@ class QueryRanker:
         if record["top_k"] < 1:
             raise RecordError(ErrorCode.BAD_QUERY, f"top_k must be at least 1, got {record['top_k']}")
 
-        async with self.lock:  # the matrix must not change while the re-ranker reads it
-            joined = time.perf_counter()
-            candidates, gallery = await self._candidates(record, message.key)
-            rows, dim = candidates.rows.shape
-            if dim != query.shape[0]:
-                raise RecordError(
-                    ErrorCode.DIMENSION_MISMATCH, f"query of dimension {query.shape[0]}, candidates of dimension {dim}"
-                )
-            if gallery is not None:
-                try:
-                    gallery.check_model(record["model"])
-                except ModelMismatch as exc:
-                    raise RecordError(ErrorCode.MODEL_MISMATCH, f"gallery {record['gallery_id']!r}: {exc}") from None
-            work = method.cost(candidates, arguments)
-            if work > settings.max_query_work:
-                raise RecordError(
-                    ErrorCode.BAD_QUERY,
-                    f"{record['method']} over {rows} candidates would take about {work:.3g} multiply-adds, "
-                    f"over the limit of {settings.max_query_work:.3g}",
-                )
-            computed = time.perf_counter()
+        while True:
+            async with self.lock:  # the matrix must not change while the re-ranker reads it
+                joined = time.perf_counter()
+                candidates, gallery = await self._joined(record, message.key, method, arguments, query)
+                building = self._graph_build(method, candidates, arguments)
+                if building is None:
+                    computed = time.perf_counter()
+                    try:
+                        ranked = await rank_subjects_off_loop(
+                            method, query, candidates, record["top_k"], arguments, settings.rerank_threads
+                        )
+                    except ValueError as exc:
+                        raise RecordError(ErrorCode.BAD_QUERY, f"{record['method']}: {exc}") from None
+                    done = time.perf_counter()
+                    threshold = match_threshold(
+                        record["match_threshold"],
+                        gallery.threshold if gallery is not None else None,
+                        record["model"] or (gallery.model if gallery is not None else None),
+                    )
+                    break
+            # Its gallery's neighbour graph is being built (O(G^2 d), in the background): waited for without the
+            # lock, so that entries and other queries go on; then joined again, as the gallery may have changed.
             try:
-                ranked = await rank_subjects_off_loop(
-                    method, query, candidates, record["top_k"], arguments, settings.rerank_threads
-                )
+                await asyncio.wrap_future(building)
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_QUERY, f"{record['method']}: {exc}") from None
-            done = time.perf_counter()
-            threshold = match_threshold(
-                record["match_threshold"],
-                gallery.threshold if gallery is not None else None,
-                record["model"] or (gallery.model if gallery is not None else None),
-            )
-            verdict = decide(ranked.leaders, threshold, settings.ambiguity_margin)
-            matches = [
-                {"id": subject, "score": score, "similarity": similarity}
-                for subject, score, similarity in ranked.matches
-                if record["threshold"] is None or score >= record["threshold"]
-            ]
+        verdict = decide(ranked.leaders, threshold, settings.ambiguity_margin)
+        matches = [
+            {"id": subject, "score": score, "similarity": similarity}
+            for subject, score, similarity in ranked.matches
+            if record["threshold"] is None or score >= record["threshold"]
+        ]
         metrics.RERANK_SECONDS.labels(method=record["method"]).observe(done - computed)
         return {
             "query_id": record["query_id"],
             "gallery_id": record["gallery_id"],
             "matches": [{**m, "rank": rank} for rank, m in enumerate(matches, start=1)],
             "method": record["method"],
-            "gallery_size": rows,
+            "gallery_size": len(candidates.ids),
             "join_us": round((computed - joined) * 1e6),
             "compute_us": round((done - computed) * 1e6),
             "source": {"topic": message.topic, "partition": message.partition, "offset": message.offset},
             "processed_at": now_ms(),
             **verdict.record(),
         }
+
+    async def _joined(
+        self, record: dict[str, Any], key: bytes | None, method: Method, arguments: dict[str, Any], query: np.ndarray
+    ) -> tuple[Candidates, Gallery | None]:
+        """What the query is ranked against, checked against it: dimension, model, and the work it asks for."""
+        candidates, gallery = await self._candidates(record, key)
+        rows, dim = candidates.rows.shape
+        if dim != query.shape[0]:
+            raise RecordError(
+                ErrorCode.DIMENSION_MISMATCH, f"query of dimension {query.shape[0]}, candidates of dimension {dim}"
+            )
+        if gallery is not None:
+            try:
+                gallery.check_model(record["model"])
+            except ModelMismatch as exc:
+                raise RecordError(ErrorCode.MODEL_MISMATCH, f"gallery {record['gallery_id']!r}: {exc}") from None
+        work = method.cost(candidates, arguments)
+        if work > self.ctx.settings.max_query_work:
+            raise RecordError(
+                ErrorCode.BAD_QUERY,
+                f"{record['method']} over {rows} candidates would take about {work:.3g} multiply-adds, "
+                f"over the limit of {self.ctx.settings.max_query_work:.3g}",
+            )
+        return candidates, gallery
+
+    def _graph_build(
+        self, method: Method, candidates: Candidates, arguments: dict[str, Any]
+    ) -> concurrent.futures.Future[None] | None:
+        """The build of the held gallery's neighbour graph this query must wait for, started if need be; None
+        when the query can be ranked now. A gallery too large to build one for is a bad query."""
+        if not method.builds_graph(candidates, arguments):
+            return None
+        settings, gallery = self.ctx.settings, candidates.gallery
+        if len(gallery) > settings.rerank_graph_max_rows:
+            raise RecordError(
+                ErrorCode.BAD_QUERY,
+                f"k_reciprocal over {len(gallery)} rows would first build the gallery's neighbour graph, "
+                f"O(rows^2 x dim): over FACESTREAM_RERANK_GRAPH_MAX_ROWS {settings.rerank_graph_max_rows}",
+            )
+        return gallery.neighbour_graph.start_build(gallery.matrix, candidates.graph_k1, threads=settings.rerank_threads)
 
     async def _candidates(self, record: dict[str, Any], key: bytes | None) -> tuple[Candidates, Gallery | None]:
         """What to rank and the gallery it is (None for inline candidates): the stored matrix is not copied."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -239,6 +240,73 @@ def test_a_row_the_graph_cannot_take_drops_it_until_the_next_build():
     assert not gallery.neighbour_graph.built
     with pytest.raises(ValueError, match="gallery row 2 contains NaN"):
         gallery.neighbour_graph.build(gallery.matrix, 20)
+
+
+# --- the background build ----------------------------------------------------------
+
+
+def test_changes_made_while_the_graph_builds_are_replayed_onto_it(monkeypatch):
+    """A gallery that keeps changing while its graph builds in the background: appends past the snapshot's
+    size, overwrites, deletes (of the last row too) are journaled, and the installed graph is exact."""
+    release, real_build = threading.Event(), NeighbourGraph._build
+    monkeypatch.setattr(NeighbourGraph, "_build", lambda *a: release.wait(30) and real_build(*a))
+    rng = np.random.default_rng(21)
+    c = centres(rng)
+    gallery = Gallery(D)
+    for i, vector in enumerate(clustered(rng, c, 800)):
+        gallery.upsert(f"s{i}", vector)
+    building = gallery.neighbour_graph.start_build(gallery.matrix, 20, threads=1)
+    assert gallery.neighbour_graph.start_build(gallery.matrix, 20) is building  # one build, not two
+    fresh = iter(clustered(rng, c, 1500))
+    for step in range(1200):  # appends grow the gallery past the snapshot's 800 rows (and its capacity)
+        subject = f"s{rng.integers(0, 800 + step)}"
+        if step % 4 == 3 and subject in gallery:
+            gallery.delete(subject)
+        else:
+            gallery.upsert(subject if step % 2 else f"new{step}", next(fresh))
+    gallery.delete(gallery.ids[-1])
+    assert not building.done() and not gallery.neighbour_graph.built  # the changes above were journaled
+    release.set()
+    building.result(timeout=60)
+    graph = gallery.neighbour_graph
+    assert graph.built and graph.k1_max == 20 and len(gallery) > 800
+    assert_matches_reference(graph, clustered(rng, c, 1)[0], gallery.matrix, 20, 6, 0.3)
+    assert_exact_lists(graph, gallery.matrix, 20)
+    gallery.upsert("after", next(fresh))  # installed: kept up to date at once
+    assert_exact_lists(graph, gallery.matrix, 20)
+
+
+def test_a_closed_or_failed_build_installs_nothing():
+    gallery = Gallery(2)
+    gallery.upsert("a", np.array([1.0, 0.0]))
+    gallery.upsert("b", np.array([0.0, 1.0]))
+    graph = gallery.neighbour_graph
+    building = graph.start_build(gallery.matrix, 20)
+    graph.close()
+    building.result(timeout=30)
+    assert not graph.built
+    graph = NeighbourGraph()
+    failed = graph.start_build(np.array([[1.0, 0.0], [np.nan, 1.0]]), 20)
+    with pytest.raises(ValueError, match="gallery row 1 contains NaN"):
+        failed.result(timeout=30)
+    assert not graph.built and not graph.kept
+
+
+def test_a_gallery_refilled_at_once_builds_the_graph_it_kept_anew():
+    rng = np.random.default_rng(4)
+    gallery = Gallery(D)
+    gallery.upsert("a", clustered(rng, centres(rng), 1)[0])
+    gallery.neighbour_graph.build(gallery.matrix, 7, threads=1)
+    rows = clustered(rng, centres(rng), 300)
+    gallery.extend([(f"s{i}", "") for i in range(300)], rows)
+    graph = gallery.neighbour_graph
+    assert graph.kept and graph.wanted == 7
+    graph.start_build(gallery.matrix, 7).result(timeout=30)
+    assert graph.k1_max == 7
+    assert_exact_lists(graph, gallery.matrix, 7)
+    unbuilt = Gallery(D)
+    unbuilt.extend([("x", "")], rows[:1])
+    assert not unbuilt.neighbour_graph.kept
 
 
 # --- the ranking method -------------------------------------------------------------

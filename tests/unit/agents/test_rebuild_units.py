@@ -92,3 +92,18 @@ def test_extend_stores_exactly_what_upserts_store_in_every_dtype():
             bulk.extend([("s3", "t9")], block[:1])
         with pytest.raises(DimensionMismatch):
             bulk.extend([("n", "")], block[:1, :8])
+
+
+def test_a_rebuild_builds_anew_the_neighbour_graphs_that_were_in_use():
+    codec, rng = AvroCodec(), np.random.default_rng(6)
+    rows = rng.standard_normal((5, 4)).astype(np.float32)
+    items = [_entry(codec, gallery, f"s{i}", list(rows[i]), at=i) for i, gallery in enumerate("ggghh")]
+    keeper = SimpleNamespace(ctx=SimpleNamespace(codec=AvroCodec(), settings=SimpleNamespace(rerank_threads=1)),
+                             galleries=Galleries())
+    rerank.GalleryKeeper._load(keeper, items)
+    keeper.galleries.get("g").neighbour_graph.build(keeper.galleries.get("g").matrix, 3)
+    rerank.GalleryKeeper._load(keeper, items[:4])  # s4 gone from the table
+    g, h = keeper.galleries.get("g"), keeper.galleries.get("h")
+    assert g.neighbour_graph.wanted == 3 and not h.neighbour_graph.kept  # only where a query had wanted one
+    g.neighbour_graph.start_build(g.matrix, 3).result(timeout=10)  # the same build, not a second one
+    assert g.neighbour_graph.k1_max == 3 and len(h) == 1

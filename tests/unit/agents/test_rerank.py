@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -97,3 +98,44 @@ async def test_numbers_out_of_their_range_are_bad_queries(fields, tmp_path):
     with pytest.raises(RecordError) as refused:
         await QueryRanker(ctx, templates(), asyncio.Lock()).answer(query(ctx, **fields))
     assert refused.value.code.value == "BAD_QUERY"
+
+
+def three_subjects() -> Galleries:
+    galleries = Galleries()
+    for subject, row in {"a": [1.0, 0.0, 0.0], "b": [0.8, 0.0, 0.6], "c": [0.0, 0.0, 1.0]}.items():
+        galleries.upsert("g", subject, np.array(row, dtype=np.float32))
+    return galleries
+
+
+async def test_a_k_reciprocal_query_waits_for_the_graph_without_holding_the_lock(monkeypatch, tmp_path):
+    """While the gallery's neighbour graph builds, entries go on; the query is then ranked over the gallery
+    as it is by then, exactly as the dense reference ranks it."""
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    release, real_build = threading.Event(), NeighbourGraph._build
+    monkeypatch.setattr(NeighbourGraph, "_build", lambda *a: release.wait(10) and real_build(*a))
+    galleries, lock = three_subjects(), asyncio.Lock()
+    answering = asyncio.create_task(QueryRanker(ctx, galleries, lock).answer(query_event(ctx, "k_reciprocal")))
+    await asyncio.sleep(0.1)
+    assert not answering.done() and galleries.get("g").neighbour_graph.kept
+    await asyncio.wait_for(lock.acquire(), timeout=1)  # the waiting query does not hold it
+    galleries.upsert("g", "d", np.array([0.6, 0.0, 0.8], dtype=np.float32))  # journaled onto the building graph
+    lock.release()
+    release.set()
+    result = await asyncio.wait_for(answering, timeout=10)
+    assert result["gallery_size"] == 4 and galleries.get("g").neighbour_graph.built
+    gallery = galleries.get("g")
+    dense = rerank.k_reciprocal(np.array([[0.6, 0.0, 0.8]], dtype=np.float32), gallery.matrix)[0]
+    expected = [gallery.ids[row] for row in np.argsort(dense, kind="stable")[:2]]
+    assert [m["id"] for m in result["matches"]] == expected
+    assert [m["score"] for m in result["matches"]] == pytest.approx(1.0 - np.sort(dense)[:2], abs=1e-5)
+
+
+async def test_a_k_reciprocal_query_to_a_gallery_too_large_for_a_graph_is_a_bad_query(tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path), rerank_graph_max_rows=2))
+    galleries = three_subjects()
+    with pytest.raises(RecordError) as refused:
+        await QueryRanker(ctx, galleries, asyncio.Lock()).answer(query_event(ctx, "k_reciprocal"))
+    assert refused.value.code.value == "BAD_QUERY" and "FACESTREAM_RERANK_GRAPH_MAX_ROWS" in str(refused.value)
+    assert not galleries.get("g").neighbour_graph.kept  # nothing started
+    ranked = await QueryRanker(ctx, galleries, asyncio.Lock()).answer(query_event(ctx, "cosine"))
+    assert ranked["gallery_size"] == 3  # other methods are not bounded by it
