@@ -257,10 +257,15 @@ class Gallery:
         return removed
 
     def nearest(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The index's candidates for float32 unit ``query`` (``max(k, ef)`` of them), re-scored exactly as
+        """The index's candidates for float32 unit ``query`` (``max(k, ef)`` of them, and the rows changed since
+        the index last took a change), re-scored exactly as
         :meth:`Rows.scores` scores them: ``(rows, cosines)``, best first, ties by the lower row. Needs
         :attr:`index_ready`."""
-        rows = self._row_of_label[self._index.search(query, k)]
+        labels = self._index.search(query, k)
+        rows = self._row_of_label[labels]
+        live = rows < len(self)
+        live[live] = self._labels[rows[live]] == labels[live]  # not deleted (nor its label given to another row)
+        rows = rows[live]
         scores = self._rows.scores_at(rows, query)
         order = np.lexsort((rows, -scores))
         return rows[order], scores[order]

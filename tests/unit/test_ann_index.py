@@ -102,7 +102,8 @@ def change(gallery: Gallery, fresh: np.ndarray) -> list[np.ndarray]:
 def test_changes_after_the_index_is_installed_are_applied_to_it():
     x = clustered(seed=2, n=360, d=D, clusters=20)
     gallery = ready(filled(x[:300], index_min=1))
-    assert_agrees_with_the_rows(gallery, change(gallery, x[300:]))
+    deleted = change(gallery, x[300:])
+    assert_agrees_with_the_rows(ready(gallery), deleted)  # once the indexer thread has taken them
     assert len(gallery) == 300 - 20 + 20 - 1
 
 
@@ -116,7 +117,7 @@ def test_a_bulk_load_builds_the_index_once_and_extends_one_already_built():
     first = ready(gallery).index
     gallery.extend(keys[400:], x[400:])
     assert gallery.index is first  # extended in place, not built again
-    assert_agrees_with_the_rows(gallery, [])
+    assert_agrees_with_the_rows(ready(gallery), [])
 
 
 def test_changes_during_the_background_build_are_replayed_before_it_is_installed(held_build):
@@ -205,3 +206,34 @@ def test_clearing_galleries_stops_a_build_under_way(held_build):
     held_build.set()
     assert not index.wait(30)  # closed: the finished build installs nothing
     assert sample("facestream_gallery_indexes", "building") == building
+
+
+def test_changes_the_index_has_not_taken_yet_are_found_by_queries_at_once(monkeypatch):
+    """Once built, the index takes changes in its own thread; meanwhile a query re-scores them beside the graph's
+    candidates: a new row is found, a deleted one is not, an overwritten one scores as it is now."""
+    x = clustered(seed=9, n=330, d=D, clusters=20)
+    gallery = ready(filled(x[:300], index_min=1))
+    parked, held, next_round = threading.Event(), threading.Event(), ann_index.AnnIndex._next_round
+
+    def held_round(*args):
+        parked.set()
+        return held.wait(30) and next_round(*args)
+
+    monkeypatch.setattr(ann_index.AnnIndex, "_next_round", held_round)
+    gallery.index._wake.set()  # the indexer thread ends the round it waits in, then waits in held_round
+    assert parked.wait(10)
+    gallery.upsert("new", x[300])
+    gallery.upsert("s7", x[301], "t0")
+    gone = gallery.matrix[gallery.ids.index("s9")].copy()
+    gallery.delete("s9")
+    assert gallery.index.pending == 3
+    rows, scores = gallery.nearest(x[300], 1)
+    assert gallery.ids[rows[0]] == "new" and scores[0] > 0.999
+    rows, _ = gallery.nearest(x[301], 1)
+    assert gallery.ids[rows[0]] == "s7"
+    rows, scores = gallery.nearest(gone, 1)
+    assert "s9" not in gallery.ids and scores[0] < 0.999
+    assert len(set(gallery.nearest(x[0], 10)[0].tolist())) == len(gallery.nearest(x[0], 10)[0])  # no row twice
+    held.set()
+    assert gallery.index.wait(30) and gallery.index.pending == 0
+    assert_agrees_with_the_rows(gallery, [gone])
