@@ -127,13 +127,20 @@ class AnnIndex:
         """Build from ``labels`` and their ``rows`` (copies the caller no longer changes) in a background thread,
         which then keeps the graph up to date with every change reported from this call on."""
         metrics.GALLERY_INDEXES.labels(state="building").inc()
-        self._thread = threading.Thread(target=self._run, args=(labels, rows), name="gallery-index", daemon=True)
-        self._thread.start()
+        self._start((labels, rows))
+
+    def install(self, graph: Index, changes: dict[int, np.ndarray]) -> None:
+        """Start from ``graph`` (a saved one, :mod:`streams.index_store`), ready at once; ``changes`` (label ->
+        stored row) are what it lacks, added by the indexer thread like any change."""
+        if changes:
+            self._pending = dict(zip(changes, _spread(np.stack(list(changes.values()))), strict=True))
+        self._index = graph
+        metrics.GALLERY_INDEXES.labels(state="ready").inc()
+        self._start(None)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the graph is built and holds every change reported so far; whether it is ready."""
-        self._idle.wait(timeout)
-        return self.ready
+        """Wait until the graph is built and holds every change reported so far; whether it is (in time)."""
+        return self._idle.wait(timeout) and self.ready
 
     def upserted(self, label: int, row: np.ndarray) -> None:
         """Template ``label`` now holds ``row`` (new or overwritten; in the gallery's storage dtype)."""
@@ -173,21 +180,21 @@ class AnnIndex:
             self._idle.clear()
         self._wake.set()
 
-    def _run(self, labels: np.ndarray, rows: np.ndarray) -> None:
-        """The indexer thread: the build from the snapshot, then rounds of the changes reported meanwhile."""
-        started = time.perf_counter()
+    def _start(self, snapshot: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self._thread = threading.Thread(target=self._run, args=(snapshot,), name="gallery-index", daemon=True)
+        self._thread.start()
+
+    def _run(self, snapshot: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """The indexer thread: the build from the (labels, rows) snapshot, if any, then rounds of the changes."""
         try:
-            index = self._built(labels, rows)
+            index = self._index if snapshot is None else self._built(*snapshot)
             if index is None:
                 return
-            seconds = time.perf_counter() - started
-            metrics.GALLERY_INDEX_BUILD_SECONDS.observe(seconds)
-            log.info("gallery index of %d rows built in %.1f s", len(index), seconds)
-            self._wake.set()  # the changes journaled during the build: the first round
+            self._wake.set()  # the changes journaled meanwhile: the first round
             while self._next_round(index):
                 pass
         except Exception:  # the gallery keeps answering by the exact scan
-            log.exception("building or updating a gallery index of %d rows failed", len(labels))
+            log.exception("building or updating a gallery index failed")
             with self._lock:
                 if self._index is not None:
                     metrics.GALLERY_INDEXES.labels(state="ready").dec()
@@ -197,6 +204,7 @@ class AnnIndex:
 
     def _built(self, labels: np.ndarray, rows: np.ndarray) -> Index | None:
         """The graph of the snapshot, installed; None once closed meanwhile."""
+        started = time.perf_counter()
         try:
             index = new_index(self.dim, self.ef)
             for start in range(0, len(labels), BUILD_CHUNK):
@@ -210,6 +218,9 @@ class AnnIndex:
                 return None
             self._index = index
             metrics.GALLERY_INDEXES.labels(state="ready").inc()
+        seconds = time.perf_counter() - started
+        metrics.GALLERY_INDEX_BUILD_SECONDS.observe(seconds)
+        log.info("gallery index of %d rows built in %.1f s", len(index), seconds)
         return index
 
     def _next_round(self, index: Index) -> bool:

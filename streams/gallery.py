@@ -25,6 +25,9 @@ of its rows (:mod:`streams.ann_index`), built in the background; once it is
 ready, cosine queries take their candidates from it (:meth:`Gallery.nearest`)
 and re-score them exactly from the rows, instead of scanning every row. The
 index is keyed by a label per template that, unlike its row, never moves.
+Given a directory, :class:`Galleries` saves each index there before a rebuild
+and when the worker stops, and a bulk load takes the saved one up again
+(:mod:`streams.index_store`): seconds, where building one takes minutes.
 
 The matrix is only the fast copy: durability is the rerank agent's changelog
 table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
@@ -32,11 +35,14 @@ table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import index_store
 from .ann_index import DEFAULT_EF, AnnIndex
 from .neighbour_graph import NeighbourGraph
 from .rows import Rows
@@ -65,7 +71,7 @@ class Gallery:
 
     def __init__(
         self, dim: int, capacity: int = INITIAL_CAPACITY, dtype: str = "float32", *, index_min: int = 0,
-        index_ef: int = DEFAULT_EF,
+        index_ef: int = DEFAULT_EF, index_path: Path | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dimension must be positive, got {dim}")
@@ -89,6 +95,7 @@ class Gallery:
         self._next_label = 0
         self._index_min, self._index_ef = index_min, index_ef
         self._index: AnnIndex | None = None  # from index_min rows on (0: never)
+        self._index_path = index_path  # where it is saved (index_store), if anywhere
 
     @property
     def dim(self) -> int:
@@ -245,7 +252,7 @@ class Gallery:
             self.model = dict(model)
         self._thresholds.update(thresholds or {})
         self._threshold = None
-        self._keep_index()
+        self._keep_index(restore=True)
 
     def delete(self, subject: str, template: str | None = None) -> list[str]:
         """Remove one template of ``subject``, or all of them when ``template`` is None; the templates removed."""
@@ -280,6 +287,18 @@ class Gallery:
         if self._index is not None:
             self._index.close()
             self._index = None
+
+    def save_index(self) -> bool:
+        """Save the index where the gallery was told to, once it holds every change; whether it was saved."""
+        if self._index is None or self._index_path is None:
+            return False
+        return index_store.save(self._index_path, self._index, self._labels[: len(self)], self._rows.stored)
+
+    def forget_index(self) -> None:
+        """Drop the index and what was saved of it: the gallery is gone, or too small to keep one."""
+        self.drop_index()
+        if self._index_path is not None:
+            index_store.forget(self._index_path)
 
     def _delete_row(self, subject: str, template: str) -> None:
         row = self._row_of.pop((subject, template))
@@ -337,15 +356,20 @@ class Gallery:
         self._labels[row] = label
         self._row_of_label[label] = row
 
-    def _keep_index(self) -> None:
-        """Build the index in the background once the gallery has ``index_min`` rows; drop it below half of that
-        (so a gallery hovering at the size does not rebuild over and over)."""
+    def _keep_index(self, *, restore: bool = False) -> None:
+        """Build the index in the background once the gallery has ``index_min`` rows (on a bulk load, ``restore``:
+        take up the saved one if there is one); drop it below half of that (so a gallery hovering at the size
+        does not rebuild over and over)."""
         if self._index is None:
             if self._index_min and len(self) >= self._index_min:
-                self._index = AnnIndex(self.dim, self._index_ef)
-                self._index.build(self._labels[: len(self)].copy(), self._rows.stored.copy())
+                labels, rows = self._labels[: len(self)], self._rows.stored
+                if restore and self._index_path is not None:
+                    self._index = index_store.restore(self._index_path, self.dim, self._index_ef, labels, rows)
+                if self._index is None:
+                    self._index = AnnIndex(self.dim, self._index_ef)
+                    self._index.build(labels.copy(), rows.copy())
         elif len(self) < self._index_min // 2:
-            self.drop_index()
+            self.forget_index()
 
     def _renumber(self) -> None:
         self._code_of = {subject: code for code, subject in enumerate(self._code_of)}
@@ -368,9 +392,12 @@ def _model_name(model: Mapping[str, Any]) -> str:
 class Galleries:
     """Every gallery a worker holds, by gallery id; a gallery exists while it has at least one template."""
 
-    def __init__(self, dtype: str = "float32", *, index_min: int = 0, index_ef: int = DEFAULT_EF) -> None:
+    def __init__(
+        self, dtype: str = "float32", *, index_min: int = 0, index_ef: int = DEFAULT_EF, index_dir: Path | None = None
+    ) -> None:
         self.dtype = dtype
         self.index_min, self.index_ef = index_min, index_ef  # each gallery's approximate index (Gallery's keywords)
+        self.index_dir = index_dir  # where the indexes are saved; None: nowhere
         self._by_id: dict[str, Gallery] = {}
 
     def get(self, gallery_id: str) -> Gallery | None:
@@ -389,7 +416,7 @@ class Galleries:
         """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
-            gallery = Gallery(len(embedding), dtype=self.dtype, index_min=self.index_min, index_ef=self.index_ef)
+            gallery = self._new(gallery_id, len(embedding))
             gallery.upsert(subject, embedding, template, **entry)  # validates before the gallery becomes visible
             self._by_id[gallery_id] = gallery
         else:
@@ -400,8 +427,7 @@ class Galleries:
         """Add many new templates to a gallery at once (``entries``: :meth:`Gallery.extend`'s keywords)."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
-            gallery = Gallery(matrix.shape[1], capacity=len(keys), dtype=self.dtype, index_min=self.index_min,
-                              index_ef=self.index_ef)
+            gallery = self._new(gallery_id, matrix.shape[1], capacity=len(keys))
             gallery.extend(keys, matrix, **entries)
             self._by_id[gallery_id] = gallery
         else:
@@ -415,12 +441,25 @@ class Galleries:
             return None
         gallery.delete(subject, template)
         if not gallery:
+            gallery.forget_index()
             gallery.close()
             del self._by_id[gallery_id]
             return None
         return gallery
 
+    def save_indexes(self) -> None:
+        """Save every gallery's index that holds every change (a rebuild or a stop comes)."""
+        for gallery in self._by_id.values():
+            gallery.save_index()
+
     def clear(self) -> None:
         for gallery in self._by_id.values():
             gallery.close()
         self._by_id.clear()
+
+    def _new(self, gallery_id: str, dim: int, **sized: Any) -> Gallery:
+        path = None
+        if self.index_dir is not None:  # named by a digest: a gallery id is any string
+            path = self.index_dir / hashlib.sha256(gallery_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return Gallery(dim, dtype=self.dtype, index_min=self.index_min, index_ef=self.index_ef, index_path=path,
+                       **sized)

@@ -35,6 +35,7 @@ import json
 import logging
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -58,6 +59,7 @@ from .outputs import Outputs
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "gallery"
+INDEX_DIR = "gallery-index"  # under FACESTREAM_DATA_DIR: the galleries' saved approximate indexes
 # A record this large takes milliseconds to parse: done in a thread so the event loop keeps serving.
 INLINE_MAX_PARSE_BYTES = 64 * 1024
 
@@ -190,9 +192,10 @@ class GalleryKeeper:
         """The galleries anew from the table's (key, GalleryEntry bytes); an entry that cannot be one is skipped.
 
         A gallery whose neighbour graph was in use gets it built anew, in the background: its next k-reciprocal
-        query need not wait the whole build.
+        query need not wait the whole build. Approximate indexes are saved first and taken up again.
         """
         graphs = {gallery_id: self.galleries.get(gallery_id).neighbour_graph.wanted for gallery_id in self.galleries}
+        self.galleries.save_indexes()  # taken up again below by each gallery that is still here
         self.galleries.clear()
         # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
         # embeddings as lists of Python floats would take gigabytes.
@@ -482,7 +485,8 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     gallery_topic, queries_topic = app.topic(topics.gallery, **raw), app.topic(topics.queries, **raw)
     gallery_outputs = Outputs(app, ctx, gallery_topic, [topics.dlq])
     query_outputs = Outputs(app, ctx, queries_topic, [topics.rerank_results, topics.dlq])
-    galleries = Galleries(settings.gallery_dtype, index_min=settings.gallery_index_min, index_ef=settings.gallery_index_ef)
+    galleries = Galleries(settings.gallery_dtype, index_min=settings.gallery_index_min, index_ef=settings.gallery_index_ef,
+                          index_dir=Path(settings.data_dir) / INDEX_DIR)
     lock = asyncio.Lock()
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
@@ -509,6 +513,12 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
             async with query_outputs.batch(events):
                 # Offsets are committed only for acknowledged events: wait for Kafka to take every output first.
                 await asyncio.gather(*[await query_outputs.answer(e, partial(result, e)) for e in events])
+
+    @app.on_before_shutdown.connect
+    async def save_indexes(sender: faust.App, **_: Any) -> None:
+        # The streams have stopped: what the galleries hold now is what the changelog says.
+        async with lock:
+            await asyncio.to_thread(galleries.save_indexes)
 
     app.agent(gallery_topic, name="gallery")(gallery)
     app.agent(queries_topic, name="rerank")(rerank_queries)
