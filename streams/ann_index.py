@@ -49,11 +49,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from usearch.index import Index
 
-from . import metrics
+from . import index_store, metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ CONNECTIVITY = 16  # graph neighbours per node (twice that on the bottom layer)
 EXPANSION_ADD = 128  # candidates an insert considers: at 64, recall@10 at a million rows tops out at 0.990
 BUILD_CHUNK = 1 << 16  # rows per multi-threaded add: a dropped index stops building within one chunk
 APPLY_CHUNK = 64  # changes per add once built: tens of milliseconds, the longest a search waits for one
+#: How long saving an index waits for its thread to take the last changes (a stopping worker saves every index).
+SAVE_WAIT_S = 10.0
 #: Nodes one search visits, roughly (ef times the bottom layer's neighbours): its cost in distance computations.
 SEARCH_VISITS = 4096
 
@@ -123,20 +126,24 @@ class AnnIndex:
         index = self._index
         return len(index) if index is not None else 0
 
-    def build(self, labels: np.ndarray, rows: np.ndarray) -> None:
+    def build(self, labels: np.ndarray, rows: np.ndarray, *, saved: Path | None = None) -> None:
         """Build from ``labels`` and their ``rows`` (copies the caller no longer changes) in a background thread,
-        which then keeps the graph up to date with every change reported from this call on."""
+        which then keeps the graph up to date with every change reported from this call on. ``saved``: take up
+        the graph saved there instead (:mod:`streams.index_store`), if there is one that can be read."""
         metrics.GALLERY_INDEXES.labels(state="building").inc()
-        self._start((labels, rows))
+        self._thread = threading.Thread(
+            target=self._run, args=(labels, rows, saved), name="gallery-index", daemon=True
+        )
+        self._thread.start()
 
-    def install(self, graph: Index, changes: dict[int, np.ndarray]) -> None:
-        """Start from ``graph`` (a saved one, :mod:`streams.index_store`), ready at once; ``changes`` (label ->
-        stored row) are what it lacks, added by the indexer thread like any change."""
-        if changes:
-            self._pending = dict(zip(changes, _spread(np.stack(list(changes.values()))), strict=True))
-        self._index = graph
-        metrics.GALLERY_INDEXES.labels(state="ready").inc()
-        self._start(None)
+    def save(self, path: Path, labels: np.ndarray, rows: np.ndarray) -> bool:
+        """Save the graph as ``path`` once it holds every change, the gallery's ``labels`` and stored ``rows`` (the
+        gallery does not change meanwhile); False when it is not built or its thread is too far behind."""
+        if not self.wait(SAVE_WAIT_S):
+            return False
+        with self._graph_lock:
+            index_store.save(path, self._index, labels, rows)
+        return True
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the graph is built and holds every change reported so far; whether it is (in time)."""
@@ -180,21 +187,17 @@ class AnnIndex:
             self._idle.clear()
         self._wake.set()
 
-    def _start(self, snapshot: tuple[np.ndarray, np.ndarray] | None) -> None:
-        self._thread = threading.Thread(target=self._run, args=(snapshot,), name="gallery-index", daemon=True)
-        self._thread.start()
-
-    def _run(self, snapshot: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """The indexer thread: the build from the (labels, rows) snapshot, if any, then rounds of the changes."""
+    def _run(self, labels: np.ndarray, rows: np.ndarray, saved: Path | None) -> None:
+        """The indexer thread: the graph of the snapshot, then rounds of the changes reported meanwhile."""
         try:
-            index = self._index if snapshot is None else self._built(*snapshot)
+            index = self._built(labels, rows, saved)
             if index is None:
                 return
             self._wake.set()  # the changes journaled meanwhile: the first round
             while self._next_round(index):
                 pass
         except Exception:  # the gallery keeps answering by the exact scan
-            log.exception("building or updating a gallery index failed")
+            log.exception("building or updating a gallery index of %d rows failed", len(labels))
             with self._lock:
                 if self._index is not None:
                     metrics.GALLERY_INDEXES.labels(state="ready").dec()
@@ -202,25 +205,34 @@ class AnnIndex:
         finally:
             self._idle.set()
 
-    def _built(self, labels: np.ndarray, rows: np.ndarray) -> Index | None:
-        """The graph of the snapshot, installed; None once closed meanwhile."""
+    def _built(self, labels: np.ndarray, rows: np.ndarray, saved: Path | None) -> Index | None:
+        """The graph of the snapshot, restored or built, and installed; None once closed meanwhile."""
         started = time.perf_counter()
         try:
             index = new_index(self.dim, self.ef)
-            for start in range(0, len(labels), BUILD_CHUNK):
-                if self._closed:
-                    return None
-                index.add(labels[start : start + BUILD_CHUNK], _spread(rows[start : start + BUILD_CHUNK]), threads=0)
+            lacking = index_store.restore(saved, index, labels, rows) if saved is not None else None
+            if lacking is None:
+                index = new_index(self.dim, self.ef)  # a refused load may have left anything in the first
+                for start in range(0, len(labels), BUILD_CHUNK):
+                    if self._closed:
+                        return None
+                    chunk = slice(start, start + BUILD_CHUNK)
+                    index.add(labels[chunk], _spread(rows[chunk]), threads=0)
         finally:
             metrics.GALLERY_INDEXES.labels(state="building").dec()
         with self._lock:
             if self._closed:
                 return None
+            if lacking is not None and len(lacking):  # added like changes; one reported since is newer
+                spread = _spread(rows[lacking])
+                for label, row in zip(labels[lacking].tolist(), spread, strict=True):
+                    self._pending.setdefault(label, row)
             self._index = index
             metrics.GALLERY_INDEXES.labels(state="ready").inc()
-        seconds = time.perf_counter() - started
-        metrics.GALLERY_INDEX_BUILD_SECONDS.observe(seconds)
-        log.info("gallery index of %d rows built in %.1f s", len(index), seconds)
+        if lacking is None:
+            seconds = time.perf_counter() - started
+            metrics.GALLERY_INDEX_BUILD_SECONDS.observe(seconds)
+            log.info("gallery index of %d rows built in %.1f s", len(index), seconds)
         return index
 
     def _next_round(self, index: Index) -> bool:

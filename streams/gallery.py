@@ -292,7 +292,7 @@ class Gallery:
         """Save the index where the gallery was told to, once it holds every change; whether it was saved."""
         if self._index is None or self._index_path is None:
             return False
-        return index_store.save(self._index_path, self._index, self._labels[: len(self)], self._rows.stored)
+        return self._index.save(self._index_path, self._labels[: len(self)], self._rows.stored)
 
     def forget_index(self) -> None:
         """Drop the index and what was saved of it: the gallery is gone, or too small to keep one."""
@@ -362,12 +362,9 @@ class Gallery:
         does not rebuild over and over)."""
         if self._index is None:
             if self._index_min and len(self) >= self._index_min:
-                labels, rows = self._labels[: len(self)], self._rows.stored
-                if restore and self._index_path is not None:
-                    self._index = index_store.restore(self._index_path, self.dim, self._index_ef, labels, rows)
-                if self._index is None:
-                    self._index = AnnIndex(self.dim, self._index_ef)
-                    self._index.build(labels.copy(), rows.copy())
+                self._index = AnnIndex(self.dim, self._index_ef)
+                self._index.build(self._labels[: len(self)].copy(), self._rows.stored.copy(),
+                                  saved=self._index_path if restore else None)
         elif len(self) < self._index_min // 2:
             self.forget_index()
 

@@ -12,10 +12,11 @@ is added by the indexer thread, while searches re-score it beside the graph's
 candidates. So a graph saved long ago, or from other partitions, costs time,
 never a wrong answer: every score is re-computed from the rebuilt rows anyway.
 
-A graph is saved when the worker stops (faust's ``on_before_shutdown``), once
-its indexer has taken every change. The metadata names a digest of the graph
-file, so a torn or foreign file is refused (and the graph built from scratch)
-before usearch reads a byte of it.
+A graph is saved before a rebuild and when the worker stops, once its indexer
+thread has taken every change, and taken up by that thread (the gallery scans
+exactly meanwhile). The metadata names a digest of the graph file, so a torn or
+foreign file is refused (and the graph built from scratch) before usearch reads
+a byte of it.
 """
 
 from __future__ import annotations
@@ -29,12 +30,8 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from .ann_index import AnnIndex, new_index
-
 log = logging.getLogger(__name__)
 
-#: How long a stopping worker waits for an index's thread to take the last changes before it saves the graph.
-SAVE_WAIT_S = 10.0
 _GRAPH, _META = ".usearch", ".npz"
 #: Labels are renamed through this range, so that no renamed label meets one not renamed yet.
 _PARKED = np.uint64(1 << 48)
@@ -52,29 +49,25 @@ def row_digests(rows: np.ndarray) -> np.ndarray:
         return (words * weights).sum(axis=1, dtype=np.uint64) ^ (words[:, ::-1] * _ODD).sum(axis=1, dtype=np.uint64)
 
 
-def save(path: Path, index: AnnIndex, labels: np.ndarray, rows: np.ndarray) -> bool:
-    """Save ``index`` (whose gallery holds ``labels`` with their stored ``rows`` and does not change meanwhile)
-    as ``path``.usearch and ``path``.npz; False when its graph is not built or has not taken every change."""
-    if not index.wait(SAVE_WAIT_S) or index.graph is None:
-        return False
+def save(path: Path, graph: Index, labels: np.ndarray, rows: np.ndarray) -> None:
+    """Save ``graph``, which holds ``labels`` with their stored ``rows`` and nothing else and does not change
+    meanwhile, as ``path``.usearch and ``path``.npz."""
     started = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     graph_tmp, meta_tmp = path.with_suffix(".usearch.tmp"), path.with_suffix(".npz.tmp")
-    index.graph.save(str(graph_tmp))
+    graph.save(str(graph_tmp))
     with open(meta_tmp, "wb") as meta:
         np.savez(meta, labels=labels.astype(np.uint64), digests=row_digests(rows), graph=_file_digest(graph_tmp))
     os.replace(graph_tmp, path.with_suffix(_GRAPH))
     os.replace(meta_tmp, path.with_suffix(_META))
     log.info("gallery index of %d rows saved as %s in %.1f s", len(labels), path, time.perf_counter() - started)
-    return True
 
 
-def restore(path: Path, dim: int, ef: int, labels: np.ndarray, rows: np.ndarray) -> AnnIndex | None:
-    """The index saved as ``path``, brought to a gallery of ``labels`` and their stored ``rows``; None when there
-    is none that can be read (the caller builds one)."""
+def restore(path: Path, graph: Index, labels: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+    """Load the graph saved as ``path`` into the empty ``graph`` and bring it to ``labels`` and their stored
+    ``rows``; the positions of the rows it still lacks, or None when there is no save that can be read."""
     started = time.perf_counter()
-    graph = _loaded(path, dim, ef)
-    if graph is None:
+    if not _loaded(path, graph):
         return None
     with np.load(path.with_suffix(_META), allow_pickle=False) as meta:
         saved, digests = meta["labels"], meta["digests"]
@@ -83,14 +76,13 @@ def restore(path: Path, dim: int, ef: int, labels: np.ndarray, rows: np.ndarray)
     graph.remove(saved[stale])
     moving = saved[ours] != labels[theirs].astype(np.uint64)
     if moving.any():
-        graph.rename(saved[ours][moving], labels[theirs][moving].astype(np.uint64) + _PARKED)
-        graph.rename(labels[theirs][moving].astype(np.uint64) + _PARKED, labels[theirs][moving].astype(np.uint64))
+        renamed = labels[theirs][moving].astype(np.uint64)
+        graph.rename(saved[ours][moving], renamed + _PARKED)
+        graph.rename(renamed + _PARKED, renamed)
     fresh = np.setdiff1d(np.arange(len(labels)), theirs)
-    index = AnnIndex(dim, ef)
-    index.install(graph, {int(labels[row]): rows[row] for row in fresh})
     log.info("gallery index of %d rows restored from %s in %.1f s: %d kept, %d removed, %d to add",
              len(labels), path, time.perf_counter() - started, len(ours), len(stale), len(fresh))
-    return index
+    return fresh
 
 
 def forget(path: Path) -> None:
@@ -99,27 +91,28 @@ def forget(path: Path) -> None:
         path.with_suffix(suffix).unlink(missing_ok=True)
 
 
-def _loaded(path: Path, dim: int, ef: int) -> Index | None:
-    """The saved graph, if both files are there, agree with each other and describe ``dim``-d rows."""
+def _loaded(path: Path, graph: Index) -> bool:
+    """Whether the saved graph was loaded into ``graph``: both files there, agreeing with each other, of rows of
+    ``graph``'s dimension."""
     try:
         with np.load(path.with_suffix(_META), allow_pickle=False) as meta:
             expected, count = bytes(meta["graph"]), len(meta["labels"])
         if _file_digest(path.with_suffix(_GRAPH)).tobytes() != expected:
             log.warning("saved gallery index %s does not match its metadata: built anew", path)
-            return None
-        graph = new_index(dim, ef)
+            return False
+        dim, ef = graph.ndim, graph.expansion_search
         graph.load(str(path.with_suffix(_GRAPH)))
     except FileNotFoundError:
-        return None
+        return False
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         log.warning("saved gallery index %s unreadable (%s): built anew", path, exc)
-        return None
+        return False
     if graph.ndim != dim or len(graph) != count:
         log.warning("saved gallery index %s holds %d %d-d rows, not %d %d-d: built anew",
                     path, len(graph), graph.ndim, count, dim)
-        return None
+        return False
     graph.expansion_search = ef
-    return graph
+    return True
 
 
 def _paired(saved: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
