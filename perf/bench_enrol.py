@@ -12,7 +12,9 @@ On the project's local Kafka broker, one real ``facestream worker``:
   Under exactly-once the changelog's end comes from the broker
   (:mod:`streams.kafka.highwaters`); faust's own lookup recovered nothing.
 * ``--seed-changelog``: restarts only, over a changelog written directly (a
-  million entries without an hour of enrolment first).
+  million entries without an hour of enrolment first); with ``--index``, two
+  restarts, each until the gallery's approximate index is ready: built from the
+  rows, then taken up from the save the first worker left as it stopped.
 
 Prints one line per measurement and writes JSON to ``perf/results/bench_enrol.json``.
 """
@@ -146,10 +148,12 @@ def run(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path)
     return {**result, **timed_restart(settings, entries, workdir / f"{tag}-2.log")}
 
 
-def timed_restart(settings: Settings, entries: int, log: Path) -> dict:
-    """Start a worker on the existing changelog; seconds until its gallery is whole and until it answers a query."""
+def timed_restart(settings: Settings, entries: int, log: Path, *, until_index: bool = False) -> dict:
+    """Start a worker on the existing changelog; seconds until its gallery is whole and until it answers a query;
+    ``until_index``: and until the gallery's approximate index is ready (built, or taken up from its save)."""
     started = time.monotonic()
     worker = WorkerProcess(settings, log).start()  # not `with`: that waits 120 s at most
+    index = {}
     try:
         wait_for_size(worker, entries, timeout_s=900)
         rebuilt_s = time.monotonic() - started
@@ -157,20 +161,40 @@ def timed_restart(settings: Settings, entries: int, log: Path) -> dict:
         answered_s = time.monotonic() - started
         read_metric = metric(worker, r"^facestream_changelog_read_seconds_sum (\S+)$") or 0.0
         rebuild_metric = metric(worker, r"^facestream_gallery_rebuild_seconds_sum (\S+)$")
+        if until_index:
+            index = wait_for_index(worker, started, timeout_s=3600)
     finally:
         worker.stop()
     print(f"{settings.processing_guarantee:14s} {entries:8d} entries: restarted, rebuilt in {rebuilt_s:.1f} s "
           f"(bulk changelog read {read_metric:.1f} s, rebuild {rebuild_metric:.1f} s), answered a query after "
           f"{answered_s:.1f} s", flush=True)
+    if index:
+        print(f"{'':14s} {entries:8d} entries: index ready {index['index_ready_s']:.1f} s after the start "
+              f"({'built' if index['index_built'] else 'taken up from its save'})", flush=True)
     return {"restart_rebuilt_s": rebuilt_s, "restart_answered_s": answered_s,
-            "changelog_read_seconds_metric": read_metric, "rebuild_seconds_metric": rebuild_metric}
+            "changelog_read_seconds_metric": read_metric, "rebuild_seconds_metric": rebuild_metric, **index}
 
 
-def restart_from_changelog(bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path) -> dict:
+def wait_for_index(worker: WorkerProcess, started: float, timeout_s: float) -> dict:
+    """Seconds from ``started`` until the worker's one gallery index is ready, and whether it was built anew."""
+    deadline = time.monotonic() + timeout_s
+    while metric(worker, r'^facestream_gallery_indexes{state="ready"} (\S+)$') != 1.0:
+        if time.monotonic() > deadline or not worker.alive():
+            raise RuntimeError(f"no gallery index ready in {timeout_s:.0f} s\n{worker.tail()}")
+        time.sleep(0.5)
+    built = metric(worker, r"^facestream_gallery_index_build_seconds_count (\S+)$") or 0.0
+    return {"index_ready_s": time.monotonic() - started, "index_built": built > 0}
+
+
+def restart_from_changelog(
+    bootstrap: str, guarantee: str, entries: int, dtype: str, workdir: Path, *, index: bool = False
+) -> dict:
     """Time a restart over ``entries`` written straight to the gallery changelog, as workers would have left it.
 
     Enrolling a million entries through the stream first would take most of an hour here; what a restart reads
     is the same either way: the compacted changelog of one gallery, one key per subject, on its partition.
+    ``index``: restart twice, each time until the approximate index is ready: built, then taken up from the save
+    the first worker left as it stopped.
     """
     tag, settings, topic, values = fresh_run("restart", bootstrap, guarantee, entries, dtype, workdir)
     with WorkerProcess(settings, workdir / f"{tag}-1.log") as worker:  # declares the changelog, enrols one
@@ -181,8 +205,13 @@ def restart_from_changelog(bootstrap: str, guarantee: str, entries: int, dtype: 
     with Producer(settings, flush_s=300) as producer:
         for i, value in enumerate(values):
             producer.produce(changelog, key=table_key(GALLERY, f"s{i}"), value=value, partition=partition)
-    return {"guarantee": guarantee, "dtype": dtype, "entries": entries, "seeded": "changelog",
-            **timed_restart(settings, entries, workdir / f"{tag}-2.log")}
+    if not index:
+        return {"guarantee": guarantee, "dtype": dtype, "entries": entries, "seeded": "changelog",
+                **timed_restart(settings, entries, workdir / f"{tag}-2.log")}
+    # The first restart builds the index and saves it as it stops; the second takes it up again.
+    built, restored = (timed_restart(settings, entries, workdir / f"{tag}-{i}.log", until_index=True) for i in (2, 3))
+    return {"guarantee": guarantee, "dtype": dtype, "entries": entries, "seeded": "changelog", **restored,
+            "first_restart": built}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--seed-changelog", action="store_true",
                         help="measure restarts only, over entries written straight to the changelog")
+    parser.add_argument("--index", action="store_true",
+                        help="with --seed-changelog: restart twice until the gallery index is ready (built, then saved)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     runs = []
     with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         for _, entries, guarantee in itertools.product(range(args.runs), args.entries, args.guarantee):
-            measure = restart_from_changelog if args.seed_changelog else run
-            runs.append(measure(bootstrap, guarantee, entries, args.dtype, Path(tmp)))
+            if args.seed_changelog:
+                runs.append(restart_from_changelog(bootstrap, guarantee, entries, args.dtype, Path(tmp), index=args.index))
+            else:
+                runs.append(run(bootstrap, guarantee, entries, args.dtype, Path(tmp)))
     report = {
         "benchmark": "bench_enrol",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

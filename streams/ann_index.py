@@ -55,6 +55,7 @@ import numpy as np
 from usearch.index import Index
 
 from . import index_store, metrics
+from .background import yield_to_the_stream
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ CONNECTIVITY = 16  # graph neighbours per node (twice that on the bottom layer)
 EXPANSION_ADD = 128  # candidates an insert considers: at 64, recall@10 at a million rows tops out at 0.990
 BUILD_CHUNK = 1 << 16  # rows per multi-threaded add: a dropped index stops building within one chunk
 APPLY_CHUNK = 64  # changes per add once built: tens of milliseconds, the longest a search waits for one
-#: How long saving an index waits for its thread to take the last changes (a stopping worker saves every index).
-SAVE_WAIT_S = 10.0
+#: How long saving an index waits for its thread to take the last changes: a stopping worker saves every index
+#: within FACESTREAM_SHUTDOWN_GRACE_S.
+SAVE_WAIT_S = 2.0
 #: Nodes one search visits, roughly (ef times the bottom layer's neighbours): its cost in distance computations.
 SEARCH_VISITS = 4096
 
@@ -189,6 +191,7 @@ class AnnIndex:
 
     def _run(self, labels: np.ndarray, rows: np.ndarray, saved: Path | None) -> None:
         """The indexer thread: the graph of the snapshot, then rounds of the changes reported meanwhile."""
+        yield_to_the_stream()
         try:
             index = self._built(labels, rows, saved)
             if index is None:

@@ -34,6 +34,7 @@ import numpy as np
 
 from streams import _rerank, metrics
 
+from .background import yield_to_the_stream
 from .rerank import _integer, _matrix, _real, k_reciprocal
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class NeighbourGraph:
 
     def _build(self, core: Any, rows: np.ndarray, building: Future[None]) -> None:
         """The background build: the O(G^2 d) pass over the snapshot, then the journal's rounds, then install."""
+        yield_to_the_stream()
         started = time.perf_counter()
         try:
             core.build(rows, threads=self._threads)
