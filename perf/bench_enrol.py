@@ -223,14 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-changelog", action="store_true",
                         help="measure restarts only, over entries written straight to the changelog")
     parser.add_argument("--index", action="store_true",
-                        help="with --seed-changelog: restart twice until the gallery index is ready (built, then saved)")
+                        help="with --seed-changelog: restart twice until the gallery index is ready (built, saved)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     runs = []
     with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         for _, entries, guarantee in itertools.product(range(args.runs), args.entries, args.guarantee):
             if args.seed_changelog:
-                runs.append(restart_from_changelog(bootstrap, guarantee, entries, args.dtype, Path(tmp), index=args.index))
+                measured = restart_from_changelog(bootstrap, guarantee, entries, args.dtype, Path(tmp), index=args.index)
+                runs.append(measured)
             else:
                 runs.append(run(bootstrap, guarantee, entries, args.dtype, Path(tmp)))
     report = {

@@ -155,7 +155,8 @@ class Settings:
         50_000,
         "Gallery size from which a gallery also keeps an approximate (HNSW) index, built in the background: once "
         "it is ready, cosine queries re-score its candidates exactly instead of scanning every row (from about "
-        "this size the scan is slower than the index). Dropped below half this size; 0 never builds one.",
+        "this size the scan is slower than the index). Dropped below half this size; 0 never builds one. Saved under "
+        "FACESTREAM_DATA_DIR before a rebuild and at stop, and taken up again after a restart.",
     )
     gallery_index_ef: int = _setting(
         128,
@@ -274,7 +275,9 @@ class Settings:
     )
     log_level: str = _setting("INFO", "Log level.")
     log_format: str = _setting("plain", "Format of the log lines.", choices=("plain", "json"))
-    data_dir: str = _setting(".cache/worker", "faust data directory (table state, per worker).")
+    data_dir: str = _setting(
+        ".cache/worker", "faust data directory (table state) and saved gallery indexes, per worker."
+    )
 
     # --- HTTP API (facestream api) ------------------------------------------
     api_host: str = _setting("127.0.0.1", "Address the HTTP API binds (the compose file sets 0.0.0.0).")

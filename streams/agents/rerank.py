@@ -485,8 +485,10 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     gallery_topic, queries_topic = app.topic(topics.gallery, **raw), app.topic(topics.queries, **raw)
     gallery_outputs = Outputs(app, ctx, gallery_topic, [topics.dlq])
     query_outputs = Outputs(app, ctx, queries_topic, [topics.rerank_results, topics.dlq])
-    galleries = Galleries(settings.gallery_dtype, index_min=settings.gallery_index_min, index_ef=settings.gallery_index_ef,
-                          index_dir=Path(settings.data_dir) / INDEX_DIR)
+    galleries = Galleries(
+        settings.gallery_dtype, index_min=settings.gallery_index_min, index_ef=settings.gallery_index_ef,
+        index_dir=Path(settings.data_dir) / INDEX_DIR,
+    )
     lock = asyncio.Lock()
     keeper = GalleryKeeper(app, ctx, galleries, lock)
     ranker = QueryRanker(ctx, galleries, lock)
