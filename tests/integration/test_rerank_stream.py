@@ -213,3 +213,49 @@ def test_galleries_follow_their_partitions_across_workers(stream_settings, tmp_p
             assert answers == [(name, 3, "s0") for name in names]
 
         wait_until(lambda: held(first) == set(names), "the first worker did not take every gallery back")
+
+
+def test_a_restarted_worker_takes_up_the_gallery_index_the_last_one_saved(stream_settings, tmp_path):
+    """The first worker builds the gallery's HNSW index and saves it as it stops; the next one, on the same data
+    directory, takes it up (built no more) and finds the rows enrolled while it was down."""
+    settings = stream_settings.replace(gallery_index_min=200)
+    topics = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    codec, producer = AvroCodec(), Producer(confluent_producer(settings))
+    rows = np.random.default_rng(3).standard_normal((260, 16)).astype(np.float32)
+
+    def enrol(first: int, last: int) -> None:
+        for i in range(first, last):
+            record = {"gallery_id": "big", "subject_id": f"s{i}", "op": "UPSERT", "embedding": rows[i].tolist(),
+                      "produced_at": 0}
+            producer.produce(topics.gallery, key=b"big", value=codec.encode("GalleryEntry", record))
+        producer.flush(10)
+
+    def index_state(worker: WorkerProcess) -> tuple[float | None, float | None]:
+        text = worker.metrics()
+        ready = re.search(r'^facestream_gallery_indexes{state="ready"} (\S+)$', text, re.M)
+        built = re.search(r"^facestream_gallery_index_build_seconds_count (\S+)$", text, re.M)
+        return (float(ready.group(1)) if ready else None), (float(built.group(1)) if built else None)
+
+    def wait_for_index(worker: WorkerProcess) -> float:
+        deadline = time.monotonic() + 60
+        while (state := index_state(worker))[0] != 1.0:
+            assert time.monotonic() < deadline, f"no gallery index ready: {state}"
+            time.sleep(0.3)
+        return state[1]
+
+    enrol(0, 250)
+    with WorkerProcess(settings, tmp_path / "worker-1.log") as worker:
+        wait_for_gallery(worker, "big", 250)
+        assert wait_for_index(worker) == 1.0  # built
+    assert len(list((tmp_path / "worker" / "gallery-index").glob("*.usearch"))) == 1
+    enrol(250, 260)  # while no worker runs
+    with WorkerProcess(settings, tmp_path / "worker-2.log") as worker:
+        wait_for_gallery(worker, "big", 260)
+        assert wait_for_index(worker) == 0.0  # taken up, not built
+        ask = {"query_id": "q", "gallery_id": "big", "embedding": rows[255].tolist(), "produced_at": 0, "top_k": 1}
+        producer.produce(topics.queries, key=b"big", value=codec.encode("RerankQuery", ask))
+        producer.flush(10)
+        results = read_topic(settings, topics.rerank_results, until=lambda r: len(r) >= 1)
+    match = results[0].record["matches"][0]
+    assert match["id"] == "s255" and match["score"] == pytest.approx(1.0, abs=1e-5)
