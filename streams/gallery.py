@@ -49,6 +49,9 @@ from .rows import Rows
 
 INITIAL_CAPACITY = 16
 DEFAULT_TEMPLATE = ""
+#: What a row was built from, as 16 opaque bytes the caller gives (the rerank agent: a digest of the changelog
+#: value); all zeros when not given. A saved gallery pairs rows with values by it (:mod:`streams.gallery_store`).
+ORIGIN = np.dtype("V16")
 
 
 class DimensionMismatch(ValueError):
@@ -78,6 +81,7 @@ class Gallery:
         self._rows = Rows(dim, dtype, capacity)
         self._dim = dim
         self._codes = np.empty(max(capacity, 1), dtype=np.int64)
+        self._origins = np.zeros(max(capacity, 1), dtype=ORIGIN)
         self._ids: list[str] = []
         self._templates: list[str] = []
         self._row_of: dict[tuple[str, str], int] = {}
@@ -152,6 +156,21 @@ class Gallery:
         return self._next_code
 
     @property
+    def keys(self) -> list[tuple[str, str]]:
+        """(subject, template) of each row, as a new list."""
+        return list(zip(self._ids, self._templates, strict=True))
+
+    @property
+    def thresholds(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """The (entry time, match threshold) set by each template whose entry set one, as a new dict."""
+        return dict(self._thresholds)
+
+    @property
+    def origins(self) -> np.ndarray:
+        """What each row was built from (:data:`ORIGIN`): a view like :attr:`matrix`."""
+        return self._origins[: len(self._ids)]
+
+    @property
     def subjects(self) -> int:
         """How many subjects (not templates) the gallery holds."""
         return len(self._templates_of)
@@ -197,8 +216,10 @@ class Gallery:
         model: Mapping[str, Any] | None = None,
         threshold: float | None = None,
         produced_at: int = 0,
+        origin: bytes = bytes(ORIGIN.itemsize),
     ) -> None:
-        """Add a template of ``subject`` or replace it; ``threshold`` (with its entry's time) may set the gallery's."""
+        """Add a template of ``subject`` or replace it; ``threshold`` (with its entry's time) may set the gallery's,
+        ``origin`` names what the row was built from."""
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.dim,):
             raise DimensionMismatch(f"embedding of shape {vector.shape} in a gallery of dimension {self.dim}")
@@ -206,8 +227,10 @@ class Gallery:
         key = (subject, template)
         row = self._row_of.get(key)
         if row is None:
-            row = self._new_row(key)
+            row = len(self)
+            self._new_rows([key])
         self._rows.set(row, vector)
+        self._origins[row] = origin
         if self._graph.kept:
             self._graph.upserted(row, self.matrix)
         if self._index is not None:
@@ -226,24 +249,28 @@ class Gallery:
         keys: Sequence[tuple[str, str]],
         matrix: np.ndarray,
         *,
+        scales: np.ndarray | None = None,
+        origins: np.ndarray | None = None,
         model: Mapping[str, Any] | None = None,
         thresholds: Mapping[tuple[str, str], tuple[int, float]] | None = None,
     ) -> None:
-        """Add many new templates at once: (subject, template) ``keys``, their float32 unit rows ``matrix``.
+        """Add many new templates at once: (subject, template) ``keys``, their float32 unit rows ``matrix`` (or,
+        with their ``scales``, rows already stored: :attr:`Rows.stored` of a gallery saved earlier).
 
         What :meth:`upsert` of each would do, in one vectorised pass over the rows: a rebuild's million entries.
-        ``model`` is theirs (all of one, checked by the caller) and ``thresholds`` maps a key to the (entry time,
-        threshold) it set. Every key must be new to the gallery.
+        ``origins`` are the rows' :data:`ORIGIN` values, ``model`` is theirs (all of one, checked by the caller) and
+        ``thresholds`` maps a key to the (entry time, threshold) it set. Every key must be new to the gallery.
         """
         if matrix.shape != (len(keys), self.dim):
             raise DimensionMismatch(f"rows of shape {matrix.shape} for {len(keys)} templates of dimension {self.dim}")
         self.check_model(model)
-        if any(key in self._row_of for key in keys):
-            raise ValueError("extend adds new templates only; an existing one is replaced by upsert")
+        if not self._row_of.keys().isdisjoint(keys) or len(set(keys)) != len(keys):
+            raise ValueError("extend adds new templates only, each once; an existing one is replaced by upsert")
         first = len(self)
-        for key in keys:
-            self._new_row(key)
-        self._rows.extend(matrix)
+        self._new_rows(keys)
+        self._rows.extend(matrix, scales)
+        if origins is not None:
+            self._origins[first : len(self)] = origins
         if self._index is not None:
             for row in range(first, len(self)):
                 self._index.upserted(int(self._labels[row]), self._rows.stored[row])
@@ -311,6 +338,7 @@ class Gallery:
             del self._code_of[subject]
         last = len(self._ids) - 1
         moved = (self._ids.pop(), self._templates.pop())
+        self._origins[row] = self._origins[last]
         label = int(self._labels[row])
         self._free_labels.append(label)
         self._rows.move_last(row)
@@ -325,36 +353,36 @@ class Gallery:
         if self._index is not None:
             self._index.deleted(label)
 
-    def _new_row(self, key: tuple[str, str]) -> int:
-        """The next row, for the new template ``key`` = (subject, template): its subject's code and a label."""
-        subject, template = key
-        if subject not in self._code_of and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
-            self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
-        row = len(self._ids)
-        if row == len(self._codes):
-            self._grow_columns()
-        self._ids.append(subject)
-        self._templates.append(template)
-        self._row_of[key] = row
-        self._templates_of.setdefault(subject, set()).add(template)
-        if subject not in self._code_of:
-            self._code_of[subject], self._next_code = self._next_code, self._next_code + 1
-        self._codes[row] = self._code_of[subject]
-        self._label_row(row)
-        return row
+    def _new_rows(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Rows after the last, for the new templates ``keys`` = (subject, template): subject codes and labels.
 
-    def _label_row(self, row: int) -> None:
-        """Give new row ``row`` a label: a deleted template's, else the next unused one."""
-        if self._free_labels:
-            label = self._free_labels.pop()
-        else:
-            label, self._next_label = self._next_label, self._next_label + 1
-            if label == len(self._row_of_label):
-                grown = np.empty(2 * label, dtype=np.int64)
-                grown[:label] = self._row_of_label
-                self._row_of_label = grown
-        self._labels[row] = label
-        self._row_of_label[label] = row
+        Labels of deleted templates are given first, then unused ones, so that labels stay below the peak size.
+        """
+        first, end = len(self._ids), len(self._ids) + len(keys)
+        subjects = [subject for subject, _ in keys]
+        new = [subject for subject in dict.fromkeys(subjects) if subject not in self._code_of]
+        if new and self._next_code >= 2 * len(self._code_of) + INITIAL_CAPACITY:
+            self._renumber()  # deleted subjects' codes are not reused: keep the code space near the count
+        if end > len(self._codes):
+            self._grow_columns(end)
+        self._ids.extend(subjects)
+        self._templates.extend(template for _, template in keys)
+        self._row_of.update(zip(keys, range(first, end)))
+        for subject, template in keys:
+            self._templates_of.setdefault(subject, set()).add(template)
+        self._code_of.update(zip(new, range(self._next_code, self._next_code + len(new))))
+        self._next_code += len(new)
+        self._codes[first:end] = [self._code_of[subject] for subject in subjects]
+        labels = [self._free_labels.pop() for _ in range(min(len(keys), len(self._free_labels)))]
+        fresh = len(keys) - len(labels)
+        labels.extend(range(self._next_label, self._next_label + fresh))
+        self._next_label += fresh
+        if self._next_label > len(self._row_of_label):
+            grown = np.empty(max(2 * len(self._row_of_label), self._next_label), dtype=np.int64)
+            grown[: len(self._row_of_label)] = self._row_of_label
+            self._row_of_label = grown
+        self._labels[first:end] = labels
+        self._row_of_label[labels] = range(first, end)
 
     def _keep_index(self, *, restore: bool = False) -> None:
         """Build the index in the background once the gallery has ``index_min`` rows (on a bulk load, ``restore``:
@@ -374,12 +402,14 @@ class Gallery:
         for row, subject in enumerate(self._ids):
             self._codes[row] = self._code_of[subject]
 
-    def _grow_columns(self) -> None:
+    def _grow_columns(self, rows: int) -> None:
+        """Room for at least ``rows`` in the columns beside the rows, doubling."""
         # New buffers, like the rows': views of the codes handed out earlier keep the old one alive and unchanged.
-        live = len(self._ids)
-        codes, labels = np.empty(2 * len(self._codes), dtype=np.int64), np.empty(2 * len(self._codes), dtype=np.int64)
-        codes[:live], labels[:live] = self._codes[:live], self._labels[:live]
-        self._codes, self._labels = codes, labels
+        live, capacity = len(self._ids), max(2 * len(self._codes), rows)
+        codes, labels = np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64)
+        origins = np.zeros(capacity, dtype=ORIGIN)
+        codes[:live], labels[:live], origins[:live] = self._codes[:live], self._labels[:live], self._origins[:live]
+        self._codes, self._labels, self._origins = codes, labels, origins
 
 
 def _model_name(model: Mapping[str, Any]) -> str:

@@ -108,6 +108,14 @@ GALLERY_REBUILD_SECONDS = Histogram(
     buckets=REBUILD_BUCKETS,
     registry=REGISTRY,
 )
+REBUILD_SOURCES = ("held", "saved", "decoded")
+GALLERY_REBUILD_ROWS = Counter(
+    "facestream_gallery_rebuild_rows",
+    "Rows a gallery rebuild took from the rows held before it, from the rows saved at the last stop, or decoded "
+    "from the changelog (a save that is not taken up shows as decoded rows).",
+    ["source"],
+    registry=REGISTRY,
+)
 CHANGELOG_READ_SECONDS = Histogram(
     "facestream_changelog_read_seconds",
     "Wall time of reading newly assigned table changelog partitions in bulk, before faust replays what came after.",
@@ -154,6 +162,8 @@ for _stage in STAGES:
     STAGE_SECONDS.labels(stage=_stage)
 for _state in INDEX_STATES:
     GALLERY_INDEXES.labels(state=_state)
+for _source in REBUILD_SOURCES:
+    GALLERY_REBUILD_ROWS.labels(source=_source)
 
 
 def render() -> tuple[bytes, str]:

@@ -85,13 +85,24 @@ class Rows:
             self.count += 1
         self._store(row, vector[None, :])
 
-    def extend(self, block: np.ndarray) -> None:
-        """Append float32 unit rows ``block`` (n, dim) at once, stored as :meth:`set` stores each (a rebuild)."""
+    @property
+    def scales(self) -> np.ndarray:
+        """Each live row's ``1 / |stored row|`` (ones when float32): a view like :attr:`stored`."""
+        return self._scale[: self.count]
+
+    def extend(self, block: np.ndarray, scales: np.ndarray | None = None) -> None:
+        """Append float32 unit rows ``block`` (n, dim) at once, stored as :meth:`set` stores each (a rebuild); or,
+        given their ``scales``, rows already in the storage dtype, as :attr:`stored` and :attr:`scales` gave them."""
+        if scales is not None and (block.dtype != self._values.dtype or scales.shape != (len(block),)):
+            raise ValueError(f"{block.dtype} rows with {scales.shape} scales are not {len(block)} stored {self.dtype} rows")
         start = self.count
         if start + len(block) > self.capacity:
             self._grow(start + len(block))
         self.count += len(block)
-        self._store(start, block)
+        if scales is None:
+            self._store(start, block)
+        else:
+            self._values[start : self.count], self._scale[start : self.count] = block, scales
 
     def _store(self, start: int, block: np.ndarray) -> None:
         """Rows ``start ..`` in the storage dtype, with their scales: one vectorised pass, whatever the count."""

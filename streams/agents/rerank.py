@@ -42,11 +42,11 @@ import faust
 import numpy as np
 from faust.types import EventT
 
-from .. import metrics
+from .. import gallery_store, metrics
 from ..bounds import check_embedding, check_id, check_key
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
-from ..gallery import DEFAULT_TEMPLATE, DimensionMismatch, Galleries, Gallery, ModelMismatch, model_key
+from ..gallery import DEFAULT_TEMPLATE, ORIGIN, DimensionMismatch, Galleries, Gallery, ModelMismatch, model_key
 from ..identity import decide, match_threshold
 from ..kafka.changelog_store import bulk_recovered_table
 from ..ranking import METHODS, Candidates, Method, rank_subjects_off_loop
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "gallery"
 INDEX_DIR = "gallery-index"  # under FACESTREAM_DATA_DIR: the galleries' saved approximate indexes
+SAVED_GALLERIES = "galleries.npz"  # under FACESTREAM_DATA_DIR: the rows saved at stop (streams.gallery_store)
 # A record this large takes milliseconds to parse: done in a thread so the event loop keeps serving.
 INLINE_MAX_PARSE_BYTES = 64 * 1024
 
@@ -91,7 +92,9 @@ class GalleryKeeper:
 
     The table is kept in a :class:`~streams.kafka.changelog_store.ChangelogStore`: read back in bulk on
     assignment, and knowing the partition of every key, written live or read back, so that on a rebalance
-    the galleries of partitions that moved to another worker are dropped with them.
+    the galleries of partitions that moved to another worker are dropped with them. Each row is built with the
+    digest of its changelog value as its origin, so that the rows held before a rebuild, or saved at the last
+    stop, stand for the values they came from (:mod:`streams.gallery_store`) and only the others are decoded.
     """
 
     def __init__(self, app: faust.App, ctx: WorkerContext, galleries: Galleries, lock: asyncio.Lock) -> None:
@@ -100,6 +103,7 @@ class GalleryKeeper:
         self.galleries = galleries
         self.lock = lock
         self.sizes = GallerySizes(ctx.settings.max_gallery_labels)
+        self.saved_path = Path(ctx.settings.data_dir) / SAVED_GALLERIES
         self.table = bulk_recovered_table(
             app,
             TABLE_NAME,
@@ -148,7 +152,8 @@ class GalleryKeeper:
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_EVENT, str(exc)) from None
             try:
-                gallery = self.galleries.upsert(gallery_id, subject, embedding, **entry_fields(record))
+                gallery = self.galleries.upsert(gallery_id, subject, embedding, **entry_fields(record),
+                                                origin=gallery_store.origin_of(event.message.value))
             except DimensionMismatch as exc:
                 raise RecordError(ErrorCode.DIMENSION_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
             except ModelMismatch as exc:
@@ -165,6 +170,13 @@ class GalleryKeeper:
         """What ``del table[key]`` does for a held key: a tombstone to the changelog partition given."""
         if self.table.data.erase(key):
             self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def save(self) -> None:
+        """Save the galleries' rows and approximate indexes for the next start: the streams have stopped, so what
+        the galleries hold is what the changelog says. A worker that holds none keeps the last save."""
+        self.galleries.save_indexes()
+        if len(self.galleries):
+            gallery_store.save(self.saved_path, gallery_store.held(self.galleries), self.galleries.dtype)
 
     async def rebuild(self) -> None:
         """Rebuild every matrix from the recovered table: what this worker holds after a (re)assignment.
@@ -191,12 +203,36 @@ class GalleryKeeper:
     def _load(self, items: list[tuple[bytes, bytes]]) -> None:
         """The galleries anew from the table's (key, GalleryEntry bytes); an entry that cannot be one is skipped.
 
-        A gallery whose neighbour graph was in use gets it built anew, in the background: its next k-reciprocal
-        query need not wait the whole build. Approximate indexes are saved first and taken up again.
+        Rows held until now, or else saved at the last stop, stand for the values they were built from; only the
+        other values are decoded. A gallery whose neighbour graph was in use gets it built anew, in the
+        background: its next k-reciprocal query need not wait the whole build. Approximate indexes are saved
+        first and taken up again.
         """
         graphs = {gallery_id: self.galleries.get(gallery_id).neighbour_graph.wanted for gallery_id in self.galleries}
         self.galleries.save_indexes()  # taken up again below by each gallery that is still here
+        source = "held" if len(self.galleries) else "saved"
+        if source == "held":
+            saved = gallery_store.held(self.galleries)
+        else:
+            saved = gallery_store.load(self.saved_path, self.galleries.dtype)
         self.galleries.clear()
+        kept, left = gallery_store.paired(saved, [value for _, value in items])
+        for part in kept:
+            self.galleries.extend(part.gallery_id, part.keys, part.rows, scales=part.scales, origins=part.origins,
+                                  model=part.model, thresholds=part.thresholds)
+        taken = sum(len(part.keys) for part in kept)
+        metrics.GALLERY_REBUILD_ROWS.labels(source=source).inc(taken)
+        log.info("rebuild: %d rows taken from the %s galleries, %d entries to decode", taken, source, len(left))
+        decoded = self._decode([items[position] for position in left])
+        metrics.GALLERY_REBUILD_ROWS.labels(source="decoded").inc(decoded)
+        for gallery_id, wanted in graphs.items():
+            gallery = self.galleries.get(gallery_id)
+            if wanted and gallery is not None:
+                gallery.neighbour_graph.start_build(gallery.matrix, wanted, threads=self.ctx.settings.rerank_threads)
+
+    def _decode(self, items: list[tuple[bytes, bytes]]) -> int:
+        """Add the table's (key, GalleryEntry bytes) to the galleries, each gallery in the order its entries were
+        produced, as live would have taken them after the rows already held; how many rows that added."""
         # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
         # embeddings as lists of Python floats would take gigabytes.
         records: list[tuple[bytes, dict[str, Any]]] = []
@@ -209,6 +245,7 @@ class GalleryKeeper:
                 log.warning("changelog entry %r skipped: %s", key[:200], exc)
                 continue
             pending.append(record.pop("embedding"))
+            record["origin"] = gallery_store.origin_of(value)
             records.append((key, record))
             if len(pending) == UNIT_BLOCK:
                 units.extend(unit_embeddings(pending))
@@ -218,46 +255,56 @@ class GalleryKeeper:
         by_gallery: dict[str, list[int]] = {}
         for i in sorted(range(len(records)), key=lambda i: millis(records[i][1]["produced_at"])):
             by_gallery.setdefault(records[i][1]["gallery_id"], []).append(i)
+        added = 0
         for gallery_id, entries in by_gallery.items():
-            kept, model = _as_live_took(entries, records, units)
+            held = self.galleries.get(gallery_id)
+            kept, model = _as_live_took(entries, records, units, held)
             if not kept:
                 continue
             fields = [entry_fields(records[i][1]) for i in kept]
             keys = [(records[i][1]["subject_id"], f["template"]) for i, f in zip(kept, fields, strict=True)]
             thresholds = {k: (f["produced_at"], f["threshold"]) for k, f in zip(keys, fields, strict=True)
                           if f["threshold"] is not None}
-            gallery = self.galleries.extend(gallery_id, keys, np.stack([units[i] for i in kept]), model=model,
-                                            thresholds=thresholds)
-            if graphs.get(gallery_id):
-                gallery.neighbour_graph.start_build(
-                    gallery.matrix, graphs[gallery_id], threads=self.ctx.settings.rerank_threads
-                )
+            self.galleries.extend(gallery_id, keys, np.stack([units[i] for i in kept]), model=model,
+                                  thresholds=thresholds, origins=np.array([records[i][1]["origin"] for i in kept],
+                                                                          dtype=ORIGIN))
+            added += len(kept)
+        return added
 
 
 def _as_live_took(
-    entries: list[int], records: list[tuple[bytes, dict[str, Any]]], units: list[np.ndarray | None]
+    entries: list[int], records: list[tuple[bytes, dict[str, Any]]], units: list[np.ndarray | None],
+    held: Gallery | None,
 ) -> tuple[list[int], dict[str, Any] | None]:
-    """The stored entries of one gallery (indices, in production order) that live took, and the gallery's model.
+    """The stored entries of one gallery (indices, in production order) that live took after the rows ``held``
+    (None: a new gallery), and the gallery's model then.
 
     As on arrival, the first good embedding fixes the dimension and the first model named fixes the model; an
-    entry written before such a refusal existed is skipped, and the gallery kept.
+    entry written before such a refusal existed is skipped, and the gallery kept. A template is taken once: two
+    changelog keys of one template (not written by a worker) give the newer entry.
     """
-    kept: list[int] = []
-    dim, model = None, None
+    taken: dict[tuple[str, str], int] = {}
+    dim, model = (held.dim, held.model) if held is not None else (None, None)
     for i in entries:
         (key, record), unit = records[i], units[i]
+        template = (record["subject_id"], record["template_id"] or DEFAULT_TEMPLATE)
         if unit is None:
             problem = "its embedding is empty, not finite or all zeros"
         elif dim is not None and len(unit) != dim:
             problem = f"embedding of dimension {len(unit)} in a gallery of dimension {dim}"
         elif None not in (model, record["model"]) and model_key(record["model"]) != model_key(model):
             problem = f"an embedding of another model than the gallery's {model_key(model)}"
+        elif held is not None and template[1] in held.templates(template[0]):
+            problem = "its template is held already, from another changelog key"
         else:
-            kept.append(i)
+            if template in taken:
+                log.warning("changelog entry %r skipped: a newer one of its template follows",
+                            records[taken[template]][0][:200])
+            taken[template] = i
             dim, model = len(unit), model or record["model"]
             continue
         log.warning("changelog entry %r skipped: %s", key[:200], problem)
-    return kept, model
+    return list(taken.values()), model
 
 
 class QueryRanker:
@@ -517,10 +564,9 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
                 await asyncio.gather(*[await query_outputs.answer(e, partial(result, e)) for e in events])
 
     @app.on_before_shutdown.connect
-    async def save_indexes(sender: faust.App, **_: Any) -> None:
-        # The streams have stopped: what the galleries hold now is what the changelog says.
+    async def save_galleries(sender: faust.App, **_: Any) -> None:
         async with lock:
-            await asyncio.to_thread(galleries.save_indexes)
+            await asyncio.to_thread(keeper.save)
 
     app.agent(gallery_topic, name="gallery")(gallery)
     app.agent(queries_topic, name="rerank")(rerank_queries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,9 +39,17 @@ def _entry(codec: AvroCodec, gallery: str, subject: str, embedding, at: int, **f
     return rerank.table_key(gallery, subject, fields.get("template_id") or ""), value
 
 
-def _rebuilt(items: list[tuple[bytes, bytes]], dtype: str = "float32") -> Galleries:
-    keeper = SimpleNamespace(ctx=SimpleNamespace(codec=AvroCodec()), galleries=Galleries(dtype))
-    rerank.GalleryKeeper._load(keeper, items)
+def _keeper(folder: Path, dtype: str = "float32") -> rerank.GalleryKeeper:
+    """A keeper without its faust table: what a rebuild and a save use of it."""
+    keeper = rerank.GalleryKeeper.__new__(rerank.GalleryKeeper)
+    keeper.ctx = SimpleNamespace(codec=AvroCodec(), settings=SimpleNamespace(rerank_threads=1))
+    keeper.galleries, keeper.saved_path = Galleries(dtype), folder / rerank.SAVED_GALLERIES
+    return keeper
+
+
+def _rebuilt(items: list[tuple[bytes, bytes]], dtype: str = "float32", folder: Path = Path("/nonexistent")) -> Galleries:
+    keeper = _keeper(folder, dtype)
+    keeper._load(items)
     return keeper.galleries
 
 
@@ -94,16 +103,99 @@ def test_extend_stores_exactly_what_upserts_store_in_every_dtype():
             bulk.extend([("n", "")], block[:1, :8])
 
 
-def test_a_rebuild_builds_anew_the_neighbour_graphs_that_were_in_use():
+def test_a_rebuild_builds_anew_the_neighbour_graphs_that_were_in_use(tmp_path: Path):
     codec, rng = AvroCodec(), np.random.default_rng(6)
     rows = rng.standard_normal((5, 4)).astype(np.float32)
     items = [_entry(codec, gallery, f"s{i}", list(rows[i]), at=i) for i, gallery in enumerate("ggghh")]
-    keeper = SimpleNamespace(ctx=SimpleNamespace(codec=AvroCodec(), settings=SimpleNamespace(rerank_threads=1)),
-                             galleries=Galleries())
-    rerank.GalleryKeeper._load(keeper, items)
+    keeper = _keeper(tmp_path)
+    keeper._load(items)
     keeper.galleries.get("g").neighbour_graph.build(keeper.galleries.get("g").matrix, 3)
-    rerank.GalleryKeeper._load(keeper, items[:4])  # s4 gone from the table
+    keeper._load(items[:4])  # s4 gone from the table
     g, h = keeper.galleries.get("g"), keeper.galleries.get("h")
     assert g.neighbour_graph.wanted == 3 and not h.neighbour_graph.kept  # only where a query had wanted one
     g.neighbour_graph.start_build(g.matrix, 3).result(timeout=10)  # the same build, not a second one
     assert g.neighbour_graph.k1_max == 3 and len(h) == 1
+
+
+# --- rows saved at stop, or held before a rebalance, taken up by the rebuild ----------
+def _gallery_state(gallery: Gallery) -> dict:
+    """What a query can tell of a gallery: its rows by template, as stored, and what its entries set."""
+    order = sorted(range(len(gallery)), key=lambda row: gallery.keys[row])
+    return {"keys": [gallery.keys[row] for row in order], "rows": gallery.rows.stored[order].tobytes(),
+            "scales": gallery.rows.scales[order].tobytes(), "model": gallery.model, "threshold": gallery.threshold,
+            "thresholds": gallery.thresholds}
+
+
+class _CountingCodec(AvroCodec):
+    decoded = 0
+
+    def decode_arrays(self, data: bytes, expect: str, *, walked: bool = False):
+        self.decoded += 1
+        return super().decode_arrays(data, expect, walked=walked)
+
+
+def _table(codec: AvroCodec, rng: np.random.Generator) -> list[tuple[bytes, bytes]]:
+    rows = rng.standard_normal((40, 4)).astype(np.float32)
+    items = [_entry(codec, "g" if i % 3 else "h", f"s{i % 17}", list(rows[i]), at=i, model=MODEL,
+                    template_id=f"t{i // 17}", match_threshold=0.3 + i / 100 if i % 5 == 0 else None)
+             for i in range(34)]
+    return items + [_entry(codec, "k", "only", list(rows[39]), at=3)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("source", ["saved", "held"])
+def test_a_rebuild_decodes_only_the_values_no_saved_row_stands_for_and_ends_as_decoding_all(
+    tmp_path: Path, dtype: str, source: str
+):
+    codec, rng = AvroCodec(), np.random.default_rng(3)
+    items = _table(codec, rng)
+    first = _keeper(tmp_path, dtype)
+    first._load(items)
+    first.save()
+    # While the worker was away: one template deleted, one overwritten, the only row of "k" deleted, one new, junk.
+    changed = dict(items)
+    del changed[items[4][0]], changed[items[-1][0]]
+    key, value = _entry(codec, "g", "s1", list(rng.standard_normal(4)), at=99, model=MODEL, template_id="t0",
+                        match_threshold=0.9)
+    changed[key] = value
+    changed.update([_entry(codec, "h", "new", list(rng.standard_normal(4)), at=50, model=MODEL)])
+    changed[b'["g", "junk"]'] = b"\xc3\x01not avro at all"
+    restarted = first if source == "held" else _keeper(tmp_path, dtype)
+    restarted.ctx.codec = _CountingCodec()
+    restarted._load(list(changed.items()))
+    assert restarted.ctx.codec.decoded == 3  # the overwritten template, the new one, the junk
+    everything = _rebuilt(list(changed.items()), dtype)
+    assert sorted(restarted.galleries) == sorted(everything) == ["g", "h"]
+    for gallery_id in everything:
+        assert _gallery_state(restarted.galleries.get(gallery_id)) == _gallery_state(everything.get(gallery_id))
+    assert restarted.galleries.get("g").threshold == pytest.approx(0.9)
+
+
+def test_a_save_that_cannot_be_taken_up_costs_decoding_never_a_wrong_row(tmp_path: Path):
+    codec = AvroCodec()
+    items = _table(codec, np.random.default_rng(4))
+    everything = _rebuilt(items)
+    saver = _keeper(tmp_path, "float16")
+    saver._load(items)
+    saver.save()
+    path = tmp_path / rerank.SAVED_GALLERIES
+    whole = path.read_bytes()
+    for damage in (lambda: None, lambda: path.write_bytes(whole[: len(whole) // 2]),
+                   lambda: path.write_bytes(whole[:-40] + bytes(40)), lambda: path.write_bytes(b"junk")):
+        path.write_bytes(whole)
+        damage()  # first: saved as float16, taken up by a float32 worker
+        keeper = _keeper(tmp_path)
+        keeper.ctx.codec = _CountingCodec()
+        keeper._load(items)
+        assert keeper.ctx.codec.decoded == len(items)
+        for gallery_id in everything:
+            assert _gallery_state(keeper.galleries.get(gallery_id)) == _gallery_state(everything.get(gallery_id))
+
+
+def test_a_worker_that_holds_no_gallery_keeps_the_last_save(tmp_path: Path):
+    keeper = _keeper(tmp_path)
+    keeper._load(_table(AvroCodec(), np.random.default_rng(5)))
+    keeper.save()
+    saved = (tmp_path / rerank.SAVED_GALLERIES).read_bytes()
+    _keeper(tmp_path).save()
+    assert (tmp_path / rerank.SAVED_GALLERIES).read_bytes() == saved
