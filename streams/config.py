@@ -276,7 +276,8 @@ class Settings:
     log_level: str = _setting("INFO", "Log level.")
     log_format: str = _setting("plain", "Format of the log lines.", choices=("plain", "json"))
     data_dir: str = _setting(
-        ".cache/worker", "faust data directory (table state) and saved gallery indexes, per worker."
+        ".cache/worker",
+        "faust data directory (table state), and the gallery rows and indexes saved at stop, per worker.",
     )
 
     # --- HTTP API (facestream api) ------------------------------------------

@@ -31,6 +31,9 @@ and when the worker stops, and a bulk load takes the saved one up again
 
 The matrix is only the fast copy: durability is the rerank agent's changelog
 table, from which :class:`Galleries` is rebuilt after a restart or rebalance.
+Each row keeps its origin, what it was built from, so that a rebuild can take
+the rows held or saved (:mod:`streams.gallery_store`) for the values they came
+from instead of decoding these again.
 """
 
 from __future__ import annotations

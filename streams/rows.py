@@ -94,7 +94,9 @@ class Rows:
         """Append float32 unit rows ``block`` (n, dim) at once, stored as :meth:`set` stores each (a rebuild); or,
         given their ``scales``, rows already in the storage dtype, as :attr:`stored` and :attr:`scales` gave them."""
         if scales is not None and (block.dtype != self._values.dtype or scales.shape != (len(block),)):
-            raise ValueError(f"{block.dtype} rows with {scales.shape} scales are not {len(block)} stored {self.dtype} rows")
+            raise ValueError(
+                f"{block.dtype} rows with {scales.shape} scales are not {len(block)} stored {self.dtype} rows"
+            )
         start = self.count
         if start + len(block) > self.capacity:
             self._grow(start + len(block))

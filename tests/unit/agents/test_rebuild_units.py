@@ -47,8 +47,9 @@ def _keeper(folder: Path, dtype: str = "float32") -> rerank.GalleryKeeper:
     return keeper
 
 
-def _rebuilt(items: list[tuple[bytes, bytes]], dtype: str = "float32", folder: Path = Path("/nonexistent")) -> Galleries:
-    keeper = _keeper(folder, dtype)
+def _rebuilt(items: list[tuple[bytes, bytes]], dtype: str = "float32") -> Galleries:
+    """The galleries a rebuild of ``items`` holds with nothing saved: every value decoded."""
+    keeper = _keeper(Path("/nonexistent"), dtype)
     keeper._load(items)
     return keeper.galleries
 
