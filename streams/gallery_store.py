@@ -126,15 +126,15 @@ def load(path: Path, dtype: str) -> list[SavedGallery]:
     return saved
 
 
-def paired(saved: Sequence[SavedGallery], values: Sequence[bytes]) -> tuple[list[SavedGallery], list[int]]:
-    """The saved rows that stand for one of the changelog ``values`` each (gallery by gallery, those that keep
-    any), and the positions of the values none stands for: these are still to be decoded."""
-    origins = [origin for part in saved for origin in part.origins.tolist()]
-    where = dict(zip(origins, range(len(origins))))
-    found = np.zeros(len(origins), dtype=bool)
+def paired(saved: Sequence[SavedGallery], origins: Sequence[bytes]) -> tuple[list[SavedGallery], list[int]]:
+    """The saved rows that stand for one of the changelog values of ``origins`` (:func:`origin_of`) each, gallery
+    by gallery (those that keep any), and the positions of the values none stands for: still to be decoded."""
+    held = [origin for part in saved for origin in part.origins.tolist()]
+    where = dict(zip(held, range(len(held))))
+    found = np.zeros(len(held), dtype=bool)
     left = []
-    for position, value in enumerate(values):
-        row = where.pop(origin_of(value), None)  # popped: a value stands for one row however often it is saved
+    for position, origin in enumerate(origins):
+        row = where.pop(origin, None)  # popped: a value stands for one row however often it is saved
         if row is None:
             left.append(position)
         else:

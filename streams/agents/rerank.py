@@ -246,36 +246,38 @@ class GalleryKeeper:
         else:
             saved = gallery_store.load(self.saved_path, self.galleries.dtype)
         self.galleries.clear()
-        kept, left = gallery_store.paired(saved, [value for _, value in items])
+        origins = [gallery_store.origin_of(value) for _, value in items]
+        kept, left = gallery_store.paired(saved, origins)
         for part in kept:
             self.galleries.extend(part.gallery_id, part.keys, part.rows, scales=part.scales, origins=part.origins,
                                   model=part.model, thresholds=part.thresholds)
         taken = sum(len(part.keys) for part in kept)
         metrics.GALLERY_REBUILD_ROWS.labels(source=source).inc(taken)
         log.info("rebuild: %d rows taken from the %s galleries, %d entries to decode", taken, source, len(left))
-        decoded = self._decode([items[position] for position in left])
+        decoded = self._decode([items[position] for position in left], [origins[position] for position in left])
         metrics.GALLERY_REBUILD_ROWS.labels(source="decoded").inc(decoded)
         for gallery_id, wanted in graphs.items():
             gallery = self.galleries.get(gallery_id)
             if wanted and gallery is not None:
                 gallery.neighbour_graph.start_build(gallery.matrix, wanted, threads=self.ctx.settings.rerank_threads)
 
-    def _decode(self, items: list[tuple[bytes, bytes]]) -> int:
-        """Add the table's (key, GalleryEntry bytes) to the galleries, each gallery in the order its entries were
-        produced, as live would have taken them after the rows already held; how many rows that added."""
+    def _decode(self, items: list[tuple[bytes, bytes]], origins: list[bytes]) -> int:
+        """Add the table's (key, GalleryEntry bytes), of ``origins``, to the galleries, each gallery in the order
+        its entries were produced, as live would have taken them after the rows already held; how many rows that
+        added."""
         # Each embedding becomes a float32 unit row as soon as its block is decoded: a million entries'
         # embeddings as lists of Python floats would take gigabytes.
         records: list[tuple[bytes, dict[str, Any]]] = []
         units: list[np.ndarray | None] = []
         pending: list[Any] = []
-        for key, value in items:
+        for (key, value), origin in zip(items, origins, strict=True):
             try:
                 record = self.ctx.codec.decode_arrays(value, "GalleryEntry", walked=True)
             except RecordError as exc:  # not written by a worker: nothing to rebuild from
                 log.warning("changelog entry %r skipped: %s", key[:200], exc)
                 continue
             pending.append(record.pop("embedding"))
-            record["origin"] = gallery_store.origin_of(value)
+            record["origin"] = origin
             records.append((key, record))
             if len(pending) == UNIT_BLOCK:
                 units.extend(unit_embeddings(pending))

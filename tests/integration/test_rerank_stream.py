@@ -215,9 +215,10 @@ def test_galleries_follow_their_partitions_across_workers(stream_settings, tmp_p
         wait_until(lambda: held(first) == set(names), "the first worker did not take every gallery back")
 
 
-def test_a_restarted_worker_takes_up_the_gallery_index_the_last_one_saved(stream_settings, tmp_path):
-    """The first worker builds the gallery's HNSW index and saves it as it stops; the next one, on the same data
-    directory, takes it up (built no more) and finds the rows enrolled while it was down."""
+def test_a_restarted_worker_takes_up_the_gallery_and_index_the_last_one_saved(stream_settings, tmp_path):
+    """The first worker builds the gallery's HNSW index and saves rows and index as it stops; the next one, on the
+    same data directory, takes both up (decoding and building no more) and finds the rows enrolled while it was
+    down."""
     settings = stream_settings.replace(gallery_index_min=200)
     topics = TopicNames.from_settings(settings)
     ensure_topics(settings)
@@ -253,6 +254,9 @@ def test_a_restarted_worker_takes_up_the_gallery_index_the_last_one_saved(stream
     with WorkerProcess(settings, tmp_path / "worker-2.log") as worker:
         wait_for_gallery(worker, "big", 260)
         assert wait_for_index(worker) == 0.0  # taken up, not built
+        rebuilt = {source: float(count) for source, count in re.findall(
+            r'^facestream_gallery_rebuild_rows_total{source="(\w+)"} (\S+)$', worker.metrics(), re.M)}
+        assert (rebuilt["saved"], rebuilt["decoded"]) == (250.0, 0.0)  # the 10 new ones came by the stream
         ask = {"query_id": "q", "gallery_id": "big", "embedding": rows[255].tolist(), "produced_at": 0, "top_k": 1}
         producer.produce(topics.queries, key=b"big", value=codec.encode("RerankQuery", ask))
         producer.flush(10)

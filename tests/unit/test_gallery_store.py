@@ -29,9 +29,10 @@ def test_origins_follow_their_rows_and_rows_of_no_origin_are_not_saved():
 
 def test_a_value_stands_for_one_row_and_rows_whose_value_is_gone_are_left_out():
     (part,) = gallery_store.held(_galleries([b"a", b"b", b"c"]))
-    kept, left = gallery_store.paired([part], [b"c", b"new", b"a", b"a"])
+    origins = [gallery_store.origin_of(value) for value in (b"c", b"new", b"a", b"a")]
+    kept, left = gallery_store.paired([part], origins)
     assert left == [1, 3]  # the second "a" has no row of its own: decoded
     (taken,) = kept
     assert taken.keys == [("s0", ""), ("s2", "")]
     np.testing.assert_array_equal(taken.rows, part.rows[[0, 2]])
-    assert gallery_store.paired([part], [b"z"]) == ([], [0])
+    assert gallery_store.paired([part], [gallery_store.origin_of(b"z")]) == ([], [0])
