@@ -43,7 +43,7 @@ import numpy as np
 from faust.types import EventT
 
 from .. import gallery_store, metrics
-from ..bounds import check_embedding, check_id, check_key
+from ..bounds import check_embedding, check_id, check_key, fits
 from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError, TooManyItems
 from ..gallery import DEFAULT_TEMPLATE, ORIGIN, DimensionMismatch, Galleries, Gallery, ModelMismatch, model_key
@@ -154,6 +154,10 @@ class GalleryKeeper:
                 embedding = unit_vector(record["embedding"], "the embedding")
             except ValueError as exc:
                 raise RecordError(ErrorCode.BAD_EVENT, str(exc)) from None
+            key = key_of(record)
+            if not fits(len(key) + len(event.message.value), self.ctx.settings.max_message_bytes):
+                raise RecordError(ErrorCode.PAYLOAD_TOO_LARGE, f"its changelog record of {len(key)} key and "
+                                  f"{len(event.message.value)} value bytes would not fit a Kafka record")
             try:
                 self.galleries.upsert(gallery_id, subject, embedding, **entry_fields(record),
                                       origin=gallery_store.origin_of(event.message.value))
@@ -162,7 +166,7 @@ class GalleryKeeper:
             except ModelMismatch as exc:
                 raise RecordError(ErrorCode.MODEL_MISMATCH, f"gallery {gallery_id!r}: {exc}") from None
             self._changed.add(gallery_id)
-            await self._write(partition, key_of(record), event.message.value)
+            await self._write(partition, key, event.message.value)
 
     async def settled(self) -> None:
         """Return once Kafka has taken every changelog record written since the last call (raise if it refused
@@ -187,7 +191,11 @@ class GalleryKeeper:
     async def _send_changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
         """What ``table.send_changelog`` does, handed to the producer at once: faust's producer buffer drains
         one record at a time, with a task and a timer each (measured: a quarter of enrolment's event loop)."""
-        sent = await self.app.producer.send(self._changelog, key, value, partition, None, None)
+        try:
+            sent = await self.app.producer.send(self._changelog, key, value, partition, None, None)
+        except Exception as exc:  # noqa: BLE001 -- the entry is applied already: its batch must not commit
+            sent = asyncio.get_running_loop().create_future()
+            sent.set_exception(exc)
         sent.add_done_callback(self._changelog_sent)
         self._sent.append(sent)
 

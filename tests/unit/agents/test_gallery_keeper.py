@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from streams.agents import rerank
+from streams.bounds import RECORD_OVERHEAD_BYTES
 from streams.config import Settings
 from streams.context import WorkerContext
+from streams.errors import ErrorCode, RecordError
 from streams.gallery import Galleries
 
 
@@ -57,3 +59,31 @@ async def test_changelog_records_are_awaited_and_a_refused_one_fails_the_batch(t
     with pytest.raises(RuntimeError, match="NotEnoughReplicas"):
         await settled
     await keeper.settled()  # nothing left over from the failed batch
+
+
+async def test_an_entry_whose_changelog_record_cannot_fit_is_refused_before_it_changes_the_gallery(tmp_path):
+    subject = "s" * 900
+    probe = _entry_event(WorkerContext.from_settings(Settings(data_dir=str(tmp_path))), subject, 0)
+    size = len(probe.message.value)  # fits as a record itself, not with its 900-byte changelog key beside it
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path), max_message_bytes=size + RECORD_OVERHEAD_BYTES))
+    keeper = rerank.GalleryKeeper(faust.App("keeper-test-2", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
+                                  Galleries(), asyncio.Lock())
+    keeper.app = SimpleNamespace(producer=_Producer(), in_transaction=False)
+    with pytest.raises(RecordError) as refused:
+        await keeper.apply(_entry_event(ctx, subject, 0))
+    assert refused.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert keeper.galleries.get("g") is None and keeper.app.producer.sent == []
+
+
+async def test_a_send_the_producer_refuses_at_once_fails_the_batch_too(tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    keeper = rerank.GalleryKeeper(faust.App("keeper-test-3", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
+                                  Galleries(), asyncio.Lock())
+
+    async def refuse(*_):
+        raise RuntimeError("producer not running")
+
+    keeper.app = SimpleNamespace(producer=SimpleNamespace(send=refuse), in_transaction=False)
+    await keeper.apply(_entry_event(ctx, "a", 0))
+    with pytest.raises(RuntimeError, match="not running"):
+        await keeper.settled()
