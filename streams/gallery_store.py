@@ -60,10 +60,10 @@ class SavedGallery:
     def kept(self, keep: np.ndarray) -> SavedGallery:
         """The rows where boolean ``keep`` is true."""
         keys = [key for key, kept in zip(self.keys, keep.tolist(), strict=True) if kept]
-        held = set(keys)
+        kept_keys = set(keys)
         return SavedGallery(
             self.gallery_id, keys, self.rows[keep], self.scales[keep], self.origins[keep], self.model,
-            {key: value for key, value in self.thresholds.items() if key in held},
+            {key: value for key, value in self.thresholds.items() if key in kept_keys},
         )
 
 
@@ -129,9 +129,9 @@ def load(path: Path, dtype: str) -> list[SavedGallery]:
 def paired(saved: Sequence[SavedGallery], origins: Sequence[bytes]) -> tuple[list[SavedGallery], list[int]]:
     """The saved rows that stand for one of the changelog values of ``origins`` (:func:`origin_of`) each, gallery
     by gallery (those that keep any), and the positions of the values none stands for: still to be decoded."""
-    held = [origin for part in saved for origin in part.origins.tolist()]
-    where = dict(zip(held, range(len(held))))
-    found = np.zeros(len(held), dtype=bool)
+    saved_origins = [origin for part in saved for origin in part.origins.tolist()]
+    where = dict(zip(saved_origins, range(len(saved_origins))))
+    found = np.zeros(len(saved_origins), dtype=bool)
     left = []
     for position, origin in enumerate(origins):
         row = where.pop(origin, None)  # popped: a value stands for one row however often it is saved

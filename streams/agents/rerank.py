@@ -175,8 +175,12 @@ class GalleryKeeper:
         await asyncio.gather(*sent)
         changed, self._changed = self._changed, set()
         for gallery_id in changed:
-            gallery = self.galleries.get(gallery_id)
-            self.sizes.publish(gallery_id, len(gallery) if gallery else 0, gallery.nbytes if gallery else 0)
+            self._publish_size(gallery_id)
+
+    def _publish_size(self, gallery_id: str) -> None:
+        """Publish what the gallery holds now (nothing: it is gone)."""
+        gallery = self.galleries.get(gallery_id)
+        self.sizes.publish(gallery_id, len(gallery) if gallery else 0, gallery.nbytes if gallery else 0)
 
     async def _write(self, partition: int, key: bytes, value: bytes) -> None:
         """What ``table[key] = value`` does (store, then changelog), to the partition given."""
@@ -200,14 +204,9 @@ class GalleryKeeper:
         self._sent.append(sent)
 
     def _changelog_sent(self, sent: asyncio.Future) -> None:
-        """What faust's table does once a changelog record is acknowledged: the store learns its offset."""
-        if sent.cancelled() or sent.exception() is not None:
-            return  # raised by settled()
-        written = sent.result()
-        if self.app.in_transaction:  # exactly-once: persisted once the partition commits
-            self.app.tables.persist_offset_on_commit(self.table.data, written.topic_partition, written.offset)
-        else:
-            self.table.data.set_persisted_offset(written.topic_partition, written.offset)
+        """Once a changelog record is acknowledged, what faust's table does then: the store learns its offset."""
+        if not sent.cancelled() and sent.exception() is None:  # else raised by settled()
+            self.table._on_changelog_sent(sent)  # reads only the RecordMetadata result of the future
 
     def save(self) -> None:
         """Save the galleries' rows and approximate indexes for the next start: the streams have stopped, so what
@@ -228,11 +227,8 @@ class GalleryKeeper:
             store = self.table.data  # only this worker's partitions: faust dropped the others' keys
             await self.ctx.schemas_ready(store.values())  # Confluent-framed entries: their writer schemas first
             await asyncio.to_thread(self._load, list(store.items()))
-            for gallery_id in before - set(self.galleries):
-                self.sizes.publish(gallery_id, 0)
-            for gallery_id in self.galleries:
-                gallery = self.galleries.get(gallery_id)
-                self.sizes.publish(gallery_id, len(gallery), gallery.nbytes)
+            for gallery_id in before | set(self.galleries):
+                self._publish_size(gallery_id)
         seconds = time.perf_counter() - started
         metrics.GALLERY_REBUILD_SECONDS.observe(seconds)
         log.info("galleries rebuilt from the table in %.2f s: %s", seconds,
