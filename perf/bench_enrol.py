@@ -38,7 +38,7 @@ import numpy as np
 from confluent_kafka import Consumer
 
 from perf.report import write_report
-from streams.agents.rerank import table_key
+from streams.agents.gallery_keeper import table_key
 from streams.api.gallery_link import changelog_topic, partition_of
 from streams.codecs import AvroCodec
 from streams.config import Settings

@@ -39,7 +39,7 @@ from instead of decoding these again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +205,7 @@ class Gallery:
 
     def check_model(self, model: Mapping[str, Any] | None) -> None:
         """Refuse an embedding of another model than the gallery's; a model not named is not checked."""
-        if model is not None and self.model is not None and model_key(model) != model_key(self.model):
-            raise ModelMismatch(
-                f"embedding of {_model_name(model)}, the gallery holds {_model_name(self.model)}: not comparable"
-            )
+        _check_model(self.model, model)
 
     def upsert(
         self,
@@ -226,24 +223,57 @@ class Gallery:
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.dim,):
             raise DimensionMismatch(f"embedding of shape {vector.shape} in a gallery of dimension {self.dim}")
+        self.upsert_many([(subject, template)], vector[None, :], origins=np.array([origin], dtype=ORIGIN), model=model,
+                         thresholds=[None if threshold is None else (produced_at, threshold)])
+
+    def upsert_many(
+        self,
+        keys: Sequence[tuple[str, str]],
+        matrix: np.ndarray,
+        *,
+        origins: np.ndarray | None = None,
+        model: Mapping[str, Any] | None = None,
+        thresholds: Sequence[tuple[int, float] | None] | None = None,
+    ) -> None:
+        """Add or replace the templates ``keys`` = (subject, template) with the float32 unit rows ``matrix``, as
+        :meth:`upsert` of each in turn would (a later row of a template wins), in one pass: a batch of entries.
+
+        ``origins`` are the rows' :data:`ORIGIN` values, ``model`` is theirs (all of one: :class:`Admission`), and
+        ``thresholds`` gives for each key the (entry time, threshold) it sets, or None where it clears its own.
+        """
+        if matrix.shape != (len(keys), self.dim):
+            raise DimensionMismatch(f"rows of shape {matrix.shape} for {len(keys)} templates of dimension {self.dim}")
         self.check_model(model)
-        key = (subject, template)
-        row = self._row_of.get(key)
-        if row is None:
-            row = len(self)
-            self._new_rows([key])
-        self._rows.set(row, vector)
-        self._origins[row] = origin
+        origins = np.zeros(len(keys), dtype=ORIGIN) if origins is None else origins
+        thresholds = [None] * len(keys) if thresholds is None else thresholds
+        last = dict(zip(keys, range(len(keys))))
+        if len(last) < len(keys):  # a template twice: its later row only
+            taken = list(last.values())
+            keys, matrix, origins, thresholds = list(last), matrix[taken], origins[taken], [thresholds[i] for i in taken]
+        rows = np.array([self._row_of.get(key, -1) for key in keys], dtype=np.int64)
+        new = rows < 0
+        if new.any():
+            first = len(self)
+            self._new_rows([key for key, is_new in zip(keys, new.tolist(), strict=True) if is_new])
+            rows[new] = np.arange(first, len(self))
+            self._rows.extend(matrix[new])
+        for row, vector in zip(rows[~new].tolist(), matrix[~new], strict=True):
+            self._rows.set(row, vector)
+        self._origins[rows] = origins
         if self._graph.kept:
-            self._graph.upserted(row, self.matrix)
+            for row in rows.tolist():
+                self._graph.upserted(row, self.matrix)
         if self._index is not None:
-            self._index.upserted(int(self._labels[row]), self._rows.stored[row])
+            stored = self._rows.stored
+            for row in rows.tolist():
+                self._index.upserted(int(self._labels[row]), stored[row])
         if self.model is None and model is not None:
             self.model = dict(model)
-        if threshold is None:
-            self._thresholds.pop(key, None)
-        else:
-            self._thresholds[key] = (produced_at, float(threshold))
+        for key, threshold in zip(keys, thresholds, strict=True):
+            if threshold is None:
+                self._thresholds.pop(key, None)
+            else:
+                self._thresholds[key] = (threshold[0], float(threshold[1]))
         self._threshold = None
         self._keep_index()
 
@@ -415,6 +445,29 @@ class Gallery:
         self._codes, self._labels, self._origins = codes, labels, origins
 
 
+class Admission:
+    """Whether a gallery takes embeddings, in turn, as its upserts would take them: the first fixes the dimension
+    (a gallery of none yet), the first that names a model fixes the model. A batch is checked before any of it
+    is written."""
+
+    def __init__(self, gallery: Gallery | None) -> None:
+        self.dim, self.model = (gallery.dim, gallery.model) if gallery is not None else (None, None)
+
+    def admit(self, dim: int, model: Mapping[str, Any] | None) -> None:
+        """Take an embedding of ``dim`` by ``model`` (None: not named), or raise why the gallery would refuse it."""
+        if self.dim is not None and dim != self.dim:
+            raise DimensionMismatch(f"embedding of dimension {dim} in a gallery of dimension {self.dim}")
+        _check_model(self.model, model)
+        self.dim = dim
+        if self.model is None and model is not None:
+            self.model = dict(model)
+
+
+def _check_model(held: Mapping[str, Any] | None, model: Mapping[str, Any] | None) -> None:
+    if model is not None and held is not None and model_key(model) != model_key(held):
+        raise ModelMismatch(f"embedding of {_model_name(model)}, the gallery holds {_model_name(held)}: not comparable")
+
+
 def _model_name(model: Mapping[str, Any]) -> str:
     return f"{model['embedder']} version {model['version']} ({model['dim']}-d)"
 
@@ -444,24 +497,28 @@ class Galleries:
         **entry: Any,
     ) -> Gallery:
         """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
-        gallery = self._by_id.get(gallery_id)
-        if gallery is None:
-            gallery = self._new(gallery_id, len(embedding))
-            gallery.upsert(subject, embedding, template, **entry)  # validates before the gallery becomes visible
-            self._by_id[gallery_id] = gallery
-        else:
-            gallery.upsert(subject, embedding, template, **entry)
-        return gallery
+        return self._changed(gallery_id, len(embedding), lambda gallery: gallery.upsert(subject, embedding, template,
+                                                                                        **entry))
+
+    def upsert_many(self, gallery_id: str, keys: Sequence[tuple[str, str]], matrix: np.ndarray, **entries: Any) -> Gallery:
+        """Add or replace many templates of a gallery at once (``entries``: :meth:`Gallery.upsert_many`'s keywords)."""
+        return self._changed(gallery_id, matrix.shape[1], lambda gallery: gallery.upsert_many(keys, matrix, **entries),
+                             capacity=len(keys))
 
     def extend(self, gallery_id: str, keys: Sequence[tuple[str, str]], matrix: np.ndarray, **entries: Any) -> Gallery:
         """Add many new templates to a gallery at once (``entries``: :meth:`Gallery.extend`'s keywords)."""
+        return self._changed(gallery_id, matrix.shape[1], lambda gallery: gallery.extend(keys, matrix, **entries),
+                             capacity=len(keys))
+
+    def _changed(self, gallery_id: str, dim: int, change: Callable[[Gallery], None], **sized: Any) -> Gallery:
+        """The gallery after ``change``; a new one (of ``dim``, ``sized``) becomes visible only once it took it."""
         gallery = self._by_id.get(gallery_id)
         if gallery is None:
-            gallery = self._new(gallery_id, matrix.shape[1], capacity=len(keys))
-            gallery.extend(keys, matrix, **entries)
+            gallery = self._new(gallery_id, dim, **sized)
+            change(gallery)
             self._by_id[gallery_id] = gallery
         else:
-            gallery.extend(keys, matrix, **entries)
+            change(gallery)
         return gallery
 
     def delete(self, gallery_id: str, subject: str, template: str | None = None) -> Gallery | None:

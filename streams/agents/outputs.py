@@ -5,7 +5,9 @@ Exactly one output per input, by construction:
 * :meth:`Outputs.answer` turns whatever happens while building one event's
   output into that event's output: a result, or a dead letter for a typed
   error, for any other exception (``PROCESSING_FAILED``), or for a result too
-  large for a Kafka record. One event never fails another.
+  large for a Kafka record. One event never fails another. An agent that works
+  out a whole batch at once sends :meth:`Outputs.refuse` for each event it
+  could not answer.
 * :meth:`Outputs.batch` holds every event of a batch unacknowledged until Kafka
   has acknowledged all of its outputs. faust acknowledges a ``take_events``
   batch when the agent body finishes *or raises* (and when it is cancelled); the
@@ -94,29 +96,32 @@ class Outputs:
         ``build`` returns the output, or None when the event's effect is its output (a gallery entry's
         changelog record); whatever it raises makes the output a dead letter.
         """
-        output = await self._output_of(event, build)
+        try:
+            output = await build()
+        except Exception as exc:  # noqa: BLE001 -- whatever one event raises is that event's dead letter
+            return await self.refuse(event, exc)
         if output is None:
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        future = await self._send(event, output)
-        return future if self.exactly_once else self._delivered(event, output, future)
-
-    async def _output_of(self, event: EventT, build: Callable[[], Awaitable[Output | None]]) -> Output | None:
-        try:
-            output = await build()
-            if output is None:
-                return None
-        except RecordError as exc:
-            return dead_letter(self.ctx, event, exc)
-        except Exception as exc:  # noqa: BLE001 -- whatever one event raises is that event's dead letter
-            log.exception("event %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset)
-            return dead_letter(self.ctx, event, RecordError.of(exc))
         size = len(output.key or b"") + len(output.value)
         if not fits(size, self.ctx.settings.max_message_bytes):
             too_large = f"the output of {size} bytes does not fit the record limit of {self.ctx.settings.max_message_bytes}"
-            return dead_letter(self.ctx, event, RecordError(ErrorCode.PAYLOAD_TOO_LARGE, too_large))
-        return output
+            output = dead_letter(self.ctx, event, RecordError(ErrorCode.PAYLOAD_TOO_LARGE, too_large))
+        return await self._sent(event, output)
+
+    async def refuse(self, event: EventT, exc: Exception) -> Awaitable[Any]:
+        """Send the dead letter saying why ``event`` has no other output (:meth:`answer`'s awaitable): a
+        :class:`RecordError`'s code, else ``PROCESSING_FAILED``, logged with its traceback."""
+        if not isinstance(exc, RecordError):
+            log.error("event %s[%d]@%d failed", event.message.topic, event.message.partition, event.message.offset,
+                      exc_info=exc)
+            exc = RecordError.of(exc)
+        return await self._sent(event, dead_letter(self.ctx, event, exc))
+
+    async def _sent(self, event: EventT, output: Output) -> Awaitable[Any]:
+        future = await self._send(event, output)
+        return future if self.exactly_once else self._delivered(event, output, future)
 
     async def _delivered(self, event: EventT, output: Output, future: Awaitable[Any]) -> Any:
         """At-least-once: send again until Kafka takes the output (a dead letter, should it be refused as too large)."""

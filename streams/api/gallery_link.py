@@ -26,7 +26,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient
 
-from ..agents.rerank import TABLE_NAME, gallery_of
+from ..agents.gallery_keeper import TABLE_NAME, gallery_of
 from ..codecs import AvroCodec
 from ..config import Settings
 from ..errors import ErrorCode, RecordError

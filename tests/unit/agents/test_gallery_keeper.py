@@ -9,7 +9,7 @@ import faust
 import numpy as np
 import pytest
 
-from streams.agents import rerank
+from streams.agents import gallery_keeper
 from streams.bounds import RECORD_OVERHEAD_BYTES
 from streams.config import Settings
 from streams.context import WorkerContext
@@ -40,15 +40,15 @@ def _entry_event(ctx: WorkerContext, subject: str, partition: int, op: str = "UP
 async def test_changelog_records_are_awaited_and_a_refused_one_fails_the_batch(tmp_path):
     ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
     app = faust.App("keeper-test", broker="kafka://127.0.0.1:1", store="memory://")
-    keeper = rerank.GalleryKeeper(app, ctx, Galleries(), asyncio.Lock())
+    keeper = gallery_keeper.GalleryKeeper(app, ctx, Galleries(), asyncio.Lock())
     producer = _Producer()
     keeper.app = SimpleNamespace(producer=producer, in_transaction=False)
-    for subject, partition in (("a", 2), ("b", 0)):
-        await keeper.apply(_entry_event(ctx, subject, partition))
-    await keeper.apply(_entry_event(ctx, "a", 2, op="DELETE"))
+    events = [_entry_event(ctx, "a", 2), _entry_event(ctx, "b", 0), _entry_event(ctx, "a", 2, op="DELETE")]
+    assert await keeper.apply(events) == [None, None, None]
+    assert keeper.galleries.get("g").ids == ["b"]
     assert [(key, value is None, partition) for _, key, value, partition, _ in producer.sent] == [
-        (rerank.table_key("g", "a"), False, 2), (rerank.table_key("g", "b"), False, 0),
-        (rerank.table_key("g", "a"), True, 2),  # the tombstone, to the partition of its entry
+        (gallery_keeper.table_key("g", "a"), False, 2), (gallery_keeper.table_key("g", "b"), False, 0),
+        (gallery_keeper.table_key("g", "a"), True, 2),  # the tombstone, to the partition of its entry
     ]
     settled = asyncio.ensure_future(keeper.settled())
     await asyncio.sleep(0.05)
@@ -66,24 +66,23 @@ async def test_an_entry_whose_changelog_record_cannot_fit_is_refused_before_it_c
     probe = _entry_event(WorkerContext.from_settings(Settings(data_dir=str(tmp_path))), subject, 0)
     size = len(probe.message.value)  # fits as a record itself, not with its 900-byte changelog key beside it
     ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path), max_message_bytes=size + RECORD_OVERHEAD_BYTES))
-    keeper = rerank.GalleryKeeper(faust.App("keeper-test-2", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
+    keeper = gallery_keeper.GalleryKeeper(faust.App("keeper-test-2", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
                                   Galleries(), asyncio.Lock())
     keeper.app = SimpleNamespace(producer=_Producer(), in_transaction=False)
-    with pytest.raises(RecordError) as refused:
-        await keeper.apply(_entry_event(ctx, subject, 0))
-    assert refused.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    [refused] = await keeper.apply([_entry_event(ctx, subject, 0)])
+    assert isinstance(refused, RecordError) and refused.code is ErrorCode.PAYLOAD_TOO_LARGE
     assert keeper.galleries.get("g") is None and keeper.app.producer.sent == []
 
 
 async def test_a_send_the_producer_refuses_at_once_fails_the_batch_too(tmp_path):
     ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
-    keeper = rerank.GalleryKeeper(faust.App("keeper-test-3", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
+    keeper = gallery_keeper.GalleryKeeper(faust.App("keeper-test-3", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
                                   Galleries(), asyncio.Lock())
 
     async def refuse(*_):
         raise RuntimeError("producer not running")
 
     keeper.app = SimpleNamespace(producer=SimpleNamespace(send=refuse), in_transaction=False)
-    await keeper.apply(_entry_event(ctx, "a", 0))
+    assert await keeper.apply([_entry_event(ctx, "a", 0)]) == [None]
     with pytest.raises(RuntimeError, match="not running"):
         await keeper.settled()

@@ -8,22 +8,24 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from streams.agents import rerank
+from streams.agents import gallery_keeper
 from streams.codecs import AvroCodec
 from streams.gallery import DimensionMismatch, Galleries, Gallery
 from streams.vectors import unit_vector
 
 
-def test_blocks_give_what_one_at_a_time_gives_and_none_where_it_refuses():
+def test_blocks_give_what_one_at_a_time_gives_and_its_refusal_where_it_refuses():
     rng = np.random.default_rng(2)
     good = [list(map(float, rng.standard_normal(8))) for _ in range(9)]
     embeddings = [*good[:5], [0.0] * 8, good[5], [float("nan")] * 8, [1.0, 2.0], *good[6:]]
-    units = [u for first in range(0, len(embeddings), 4) for u in rerank.unit_embeddings(embeddings[first : first + 4])]
+    units = [u for first in range(0, len(embeddings), 4)
+             for u in gallery_keeper.unit_embeddings(embeddings[first : first + 4], "a stored embedding")]
     assert len(units) == len(embeddings)
-    assert all(u is not None for u in rerank.unit_embeddings(good))
-    assert [i for i, u in enumerate(units) if u is None] == [5, 7]
+    assert not any(isinstance(u, ValueError) for u in gallery_keeper.unit_embeddings(good, "x"))
+    assert {i: str(u) for i, u in enumerate(units) if isinstance(u, ValueError)} == {
+        5: "a stored embedding is all zeros", 7: "a stored embedding holds NaN/inf"}
     for embedding, unit in zip(embeddings, units, strict=True):
-        if unit is not None:
+        if not isinstance(unit, ValueError):
             np.testing.assert_array_equal(unit, unit_vector(embedding))
 
 
@@ -36,14 +38,14 @@ def _entry(codec: AvroCodec, gallery: str, subject: str, embedding, at: int, **f
     record = {"gallery_id": gallery, "subject_id": subject, "op": "UPSERT", "embedding": embedding,
               "produced_at": at, **fields}
     value = codec.encode("GalleryEntry", record)
-    return rerank.table_key(gallery, subject, fields.get("template_id") or ""), value
+    return gallery_keeper.table_key(gallery, subject, fields.get("template_id") or ""), value
 
 
-def _keeper(folder: Path, dtype: str = "float32") -> rerank.GalleryKeeper:
+def _keeper(folder: Path, dtype: str = "float32") -> gallery_keeper.GalleryKeeper:
     """A keeper without its faust table: what a rebuild and a save use of it."""
-    keeper = rerank.GalleryKeeper.__new__(rerank.GalleryKeeper)
+    keeper = gallery_keeper.GalleryKeeper.__new__(gallery_keeper.GalleryKeeper)
     keeper.ctx = SimpleNamespace(codec=AvroCodec(), settings=SimpleNamespace(rerank_threads=1))
-    keeper.galleries, keeper.saved_path = Galleries(dtype), folder / rerank.SAVED_GALLERIES
+    keeper.galleries, keeper.saved_path = Galleries(dtype), folder / gallery_keeper.SAVED_GALLERIES
     return keeper
 
 
@@ -179,7 +181,7 @@ def test_a_save_that_cannot_be_taken_up_costs_decoding_never_a_wrong_row(tmp_pat
     saver = _keeper(tmp_path, "float16")
     saver._load(items)
     saver.save()
-    path = tmp_path / rerank.SAVED_GALLERIES
+    path = tmp_path / gallery_keeper.SAVED_GALLERIES
     whole = path.read_bytes()
     for damage in (lambda: None, lambda: path.write_bytes(whole[: len(whole) // 2]),
                    lambda: path.write_bytes(whole[:-40] + bytes(40)), lambda: path.write_bytes(b"junk")):
@@ -197,6 +199,6 @@ def test_a_worker_that_holds_no_gallery_keeps_the_last_save(tmp_path: Path):
     keeper = _keeper(tmp_path)
     keeper._load(_table(AvroCodec(), np.random.default_rng(5)))
     keeper.save()
-    saved = (tmp_path / rerank.SAVED_GALLERIES).read_bytes()
+    saved = (tmp_path / gallery_keeper.SAVED_GALLERIES).read_bytes()
     _keeper(tmp_path).save()
-    assert (tmp_path / rerank.SAVED_GALLERIES).read_bytes() == saved
+    assert (tmp_path / gallery_keeper.SAVED_GALLERIES).read_bytes() == saved
