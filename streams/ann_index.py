@@ -151,13 +151,13 @@ class AnnIndex:
         """Wait until the graph is built and holds every change reported so far; whether it is (in time)."""
         return self._idle.wait(timeout) and self.ready
 
-    def upserted(self, label: int, row: np.ndarray) -> None:
-        """Template ``label`` now holds ``row`` (new or overwritten; in the gallery's storage dtype)."""
-        self._report(label, _spread(row))
+    def upserted(self, labels: np.ndarray, rows: np.ndarray) -> None:
+        """Templates ``labels`` now hold ``rows`` (new or overwritten; in the gallery's storage dtype)."""
+        self._report(dict(zip(labels.tolist(), _spread(rows), strict=True)))
 
     def deleted(self, label: int) -> None:
         """Template ``label`` is gone (the label may be given to a new template later)."""
-        self._report(label, None)
+        self._report({label: None})
 
     def search(self, query: np.ndarray, count: int) -> np.ndarray:
         """Labels to re-score for float32 unit ``query``: about the ``max(count, ef)`` the graph finds nearest,
@@ -181,11 +181,11 @@ class AnnIndex:
             self._index, self._pending, self._applying = None, {}, {}
         self._wake.set()  # the indexer thread ends (and says so to wait) after the chunk it is adding
 
-    def _report(self, label: int, row: np.ndarray | None) -> None:
+    def _report(self, changes: dict[int, np.ndarray | None]) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._pending[label] = row  # the last change of a label wins
+            self._pending.update(changes)  # the last change of a label wins
             self._idle.clear()
         self._wake.set()
 

@@ -264,9 +264,7 @@ class Gallery:
             for row in rows.tolist():
                 self._graph.upserted(row, self.matrix)
         if self._index is not None:
-            stored = self._rows.stored
-            for row in rows.tolist():
-                self._index.upserted(int(self._labels[row]), stored[row])
+            self._index.upserted(self._labels[rows], self._rows.stored[rows])
         if self.model is None and model is not None:
             self.model = dict(model)
         for key, threshold in zip(keys, thresholds, strict=True):
@@ -305,8 +303,7 @@ class Gallery:
         if origins is not None:
             self._origins[first : len(self)] = origins
         if self._index is not None:
-            for row in range(first, len(self)):
-                self._index.upserted(int(self._labels[row]), self._rows.stored[row])
+            self._index.upserted(self._labels[first : len(self)], self._rows.stored[first : len(self)])
         self._graph = self._graph.rebuilt(self.matrix)  # built anew (if it was in use), rather than row by row
         if self.model is None and model is not None:
             self.model = dict(model)

@@ -39,6 +39,7 @@ from ..context import WorkerContext
 from ..errors import ErrorCode, RecordError
 from ..gallery import DEFAULT_TEMPLATE, ORIGIN, Admission, DimensionMismatch, Galleries, Gallery, ModelMismatch
 from ..kafka.changelog_store import bulk_recovered_table
+from ..kafka.changelog_writer import ChangelogWriter
 from ..vectors import unit_rows, unit_vector
 from .gallery_sizes import GallerySizes
 from .records import check_quality_fields, parse
@@ -87,7 +88,6 @@ class GalleryKeeper:
         self.lock = lock
         self.sizes = GallerySizes(ctx.settings.max_gallery_labels)
         self.saved_path = Path(ctx.settings.data_dir) / SAVED_GALLERIES
-        self._sent: list[asyncio.Future] = []  # changelog records not yet seen acknowledged
         self._changed: set[str] = set()  # galleries whose size is not yet published
         self.table = bulk_recovered_table(
             app,
@@ -100,7 +100,7 @@ class GalleryKeeper:
             on_recover=self.rebuild,
             help="GalleryEntry bytes by [gallery id, subject id]; the changelog the galleries recover from.",
         )
-        self._changelog = self.table.changelog_topic.get_topic_name()
+        self.changelog = ChangelogWriter(app, self.table)
 
     async def apply(self, events: Sequence[EventT]) -> list[Exception | None]:
         """Apply a batch of entries in order, to the galleries and to the table, each written to the changelog
@@ -175,8 +175,7 @@ class GalleryKeeper:
     async def settled(self) -> None:
         """Return once Kafka has taken every changelog record written since the last call (raise if it refused
         one: the batch is then not committed), and publish the sizes of the galleries changed meanwhile."""
-        sent, self._sent = self._sent, []
-        await asyncio.gather(*sent)
+        await self.changelog.settled()
         changed, self._changed = self._changed, set()
         for gallery_id in changed:
             self._publish_size(gallery_id)
@@ -189,28 +188,12 @@ class GalleryKeeper:
     async def _write(self, partition: int, key: bytes, value: bytes) -> None:
         """What ``table[key] = value`` does (store, then changelog), to the partition given."""
         self.table.data.put(key, value, partition)
-        await self._send_changelog(partition, key, value)
+        await self.changelog.write(partition, key, value)
 
     async def _erase(self, partition: int, key: bytes) -> None:
         """What ``del table[key]`` does for a held key: a tombstone to the changelog partition given."""
         if self.table.data.erase(key):
-            await self._send_changelog(partition, key, None)
-
-    async def _send_changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """What ``table.send_changelog`` does, handed to the producer at once: faust's producer buffer drains
-        one record at a time, with a task and a timer each (measured: a quarter of enrolment's event loop)."""
-        try:
-            sent = await self.app.producer.send(self._changelog, key, value, partition, None, None)
-        except Exception as exc:  # noqa: BLE001 -- the entry is applied already: its batch must not commit
-            sent = asyncio.get_running_loop().create_future()
-            sent.set_exception(exc)
-        sent.add_done_callback(self._changelog_sent)
-        self._sent.append(sent)
-
-    def _changelog_sent(self, sent: asyncio.Future) -> None:
-        """Once a changelog record is acknowledged, what faust's table does then: the store learns its offset."""
-        if not sent.cancelled() and sent.exception() is None:  # else raised by settled()
-            self.table._on_changelog_sent(sent)  # reads only the RecordMetadata result of the future
+            await self.changelog.write(partition, key, None)
 
     def save(self) -> None:
         """Save the galleries' rows and approximate indexes for the next start: the streams have stopped, so what

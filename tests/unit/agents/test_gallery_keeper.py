@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import faust
 import numpy as np
 import pytest
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from streams.agents import gallery_keeper
 from streams.bounds import RECORD_OVERHEAD_BYTES
@@ -17,16 +18,44 @@ from streams.errors import ErrorCode, RecordError
 from streams.gallery import Galleries
 
 
+class _Batch:
+    """An aiokafka BatchBuilder holding at most ``room`` records."""
+
+    def __init__(self, room: int) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+        self.room = room
+
+    def append(self, *, key, value, timestamp):
+        if self.records and len(self.records) == self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
 class _Producer:
-    """Hands out one future per record, settled by the test as Kafka would settle it."""
+    """faust's producer around an aiokafka one whose batches are settled by the test as Kafka would settle them."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None, int, asyncio.Future]] = []
+    def __init__(self, room: int = 100) -> None:
+        self.sent: list[tuple[str, int, _Batch, asyncio.Future]] = []
+        self.room = room
 
-    async def send(self, topic, key, value, partition, timestamp, headers):
+    def _ensure_producer(self):
+        return self
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self.room)
+
+    async def send_batch(self, batch, topic, *, partition):
         future = asyncio.get_running_loop().create_future()
-        self.sent.append((topic, key, value, partition, future))
+        self.sent.append((topic, partition, batch, future))
         return future
+
+    def records(self) -> list[tuple[bytes, bool, int]]:
+        """(key, is a tombstone, partition) of every record sent, in the order sent."""
+        return [(key, value is None, partition) for _, partition, batch, _ in self.sent for key, value in batch.records]
 
 
 def _entry_event(ctx: WorkerContext, subject: str, partition: int, op: str = "UPSERT") -> SimpleNamespace:
@@ -37,25 +66,39 @@ def _entry_event(ctx: WorkerContext, subject: str, partition: int, op: str = "UP
     return SimpleNamespace(message=message)
 
 
-async def test_changelog_records_are_awaited_and_a_refused_one_fails_the_batch(tmp_path):
+async def test_changelog_records_are_awaited_a_batch_each_and_a_refused_one_fails_the_batch(tmp_path):
     ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
     app = faust.App("keeper-test", broker="kafka://127.0.0.1:1", store="memory://")
     keeper = gallery_keeper.GalleryKeeper(app, ctx, Galleries(), asyncio.Lock())
-    producer = _Producer()
-    keeper.app = SimpleNamespace(producer=producer, in_transaction=False)
-    events = [_entry_event(ctx, "a", 2), _entry_event(ctx, "b", 0), _entry_event(ctx, "a", 2, op="DELETE")]
-    assert await keeper.apply(events) == [None, None, None]
-    assert keeper.galleries.get("g").ids == ["b"]
-    assert [(key, value is None, partition) for _, key, value, partition, _ in producer.sent] == [
-        (gallery_keeper.table_key("g", "a"), False, 2), (gallery_keeper.table_key("g", "b"), False, 0),
-        (gallery_keeper.table_key("g", "a"), True, 2),  # the tombstone, to the partition of its entry
-    ]
+    producer = _Producer(room=2)
+    keeper.app = keeper.changelog.app = SimpleNamespace(producer=producer, in_transaction=False)
+    persisted = []
+    keeper.table.data.set_persisted_offset = lambda tp, offset: persisted.append((tp, offset))
+    events = [_entry_event(ctx, "a", 2), _entry_event(ctx, "b", 0), _entry_event(ctx, "c", 2),
+              _entry_event(ctx, "d", 2), _entry_event(ctx, "a", 2, op="DELETE")]
+    assert await keeper.apply(events) == [None] * 5
+    assert sorted(keeper.galleries.get("g").ids) == ["b", "c", "d"]
     settled = asyncio.ensure_future(keeper.settled())
     await asyncio.sleep(0.05)
     assert not settled.done()  # the batch waits for Kafka
-    for _, _, _, partition, future in producer.sent[:2]:
-        future.set_result(SimpleNamespace(topic_partition=keeper.table.changelog_topic.get_topic_name(), offset=5))
-    producer.sent[2][4].set_exception(RuntimeError("NotEnoughReplicas"))
+    key = gallery_keeper.table_key
+    assert sorted(producer.records(), key=lambda r: r[2]) == [
+        (key("g", "b"), False, 0), (key("g", "a"), False, 2), (key("g", "c"), False, 2), (key("g", "d"), False, 2),
+        (key("g", "a"), True, 2),  # the tombstone, to the partition of its entry
+    ]
+    # partition 2's records in batches of at most two, in the order written
+    assert [(p, len(batch.records)) for _, p, batch, _ in producer.sent] == [(2, 2), (0, 1), (2, 2)]
+    topic = keeper.changelog.topic
+    for offset, (_, partition, _, future) in zip((10, 7, 12), producer.sent, strict=True):
+        tp = TopicPartition(topic, partition)
+        future.set_result(RecordMetadata(topic, partition, tp, offset, -1, 0, 0))
+    await settled
+    assert persisted == [(TopicPartition(topic, 2), 11), (TopicPartition(topic, 0), 7), (TopicPartition(topic, 2), 13)]
+
+    assert await keeper.apply([_entry_event(ctx, "e", 1)]) == [None]
+    settled = asyncio.ensure_future(keeper.settled())
+    await asyncio.sleep(0.05)
+    producer.sent[-1][3].set_exception(RuntimeError("NotEnoughReplicas"))
     with pytest.raises(RuntimeError, match="NotEnoughReplicas"):
         await settled
     await keeper.settled()  # nothing left over from the failed batch
@@ -68,10 +111,10 @@ async def test_an_entry_whose_changelog_record_cannot_fit_is_refused_before_it_c
     ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path), max_message_bytes=size + RECORD_OVERHEAD_BYTES))
     keeper = gallery_keeper.GalleryKeeper(faust.App("keeper-test-2", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
                                   Galleries(), asyncio.Lock())
-    keeper.app = SimpleNamespace(producer=_Producer(), in_transaction=False)
+    keeper.changelog.app = SimpleNamespace(producer=_Producer(), in_transaction=False)
     [refused] = await keeper.apply([_entry_event(ctx, subject, 0)])
     assert isinstance(refused, RecordError) and refused.code is ErrorCode.PAYLOAD_TOO_LARGE
-    assert keeper.galleries.get("g") is None and keeper.app.producer.sent == []
+    assert keeper.galleries.get("g") is None and keeper.changelog.app.producer.sent == []
 
 
 async def test_a_send_the_producer_refuses_at_once_fails_the_batch_too(tmp_path):
@@ -79,10 +122,10 @@ async def test_a_send_the_producer_refuses_at_once_fails_the_batch_too(tmp_path)
     keeper = gallery_keeper.GalleryKeeper(faust.App("keeper-test-3", broker="kafka://127.0.0.1:1", store="memory://"), ctx,
                                   Galleries(), asyncio.Lock())
 
-    async def refuse(*_):
+    def refuse():
         raise RuntimeError("producer not running")
 
-    keeper.app = SimpleNamespace(producer=SimpleNamespace(send=refuse), in_transaction=False)
+    keeper.changelog.app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=refuse), in_transaction=False)
     assert await keeper.apply([_entry_event(ctx, "a", 0)]) == [None]
     with pytest.raises(RuntimeError, match="not running"):
         await keeper.settled()
