@@ -37,6 +37,25 @@ def array_reader(schema: Any) -> Read:
     return _compile(schema, {})
 
 
+def only_float_arrays(schema: Any) -> bool:
+    """Whether the parsed ``schema`` holds no map and no array but of floats: then what :func:`array_reader` reads
+    takes memory in proportion to the body (a float array is a view of it, anything else at least a byte of it)."""
+    def flat(node: Any, seen: set[str]) -> bool:
+        if isinstance(node, list):
+            return all(flat(branch, seen) for branch in node)
+        if not isinstance(node, dict):
+            return True  # a primitive, or a named type checked where it is defined
+        if node.get("name") in seen:
+            return True
+        seen.add(node.get("name", ""))
+        kind = node["type"]
+        if kind == "map" or (kind == "array" and node["items"] != "float"):
+            return False
+        return all(flat(field["type"], seen) for field in node.get("fields", []))
+
+    return flat(schema, set())
+
+
 def read_body(read: Read, buf: bytes, pos: int) -> Any:
     """One whole body from ``pos``: nothing may follow the value."""
     value, end = read(buf, pos)

@@ -34,7 +34,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from . import schemas
-from .avro_arrays import Read, array_reader, read_body
+from .avro_arrays import Read, array_reader, only_float_arrays, read_body
 from .avro_walk import BodyCheck, MalformedBody, body_check
 from .config import Settings
 from .errors import TooManyItems, UndecodableRecord
@@ -51,6 +51,7 @@ class _Writer:
     schema: dict[str, Any]
     check: BodyCheck
     arrays: Read | None = None  # its numpy-array reader, when it is a schema this process reads by (nothing to resolve)
+    flat: bool = False  # its only arrays are of floats and it has no maps: the numpy reader needs no walk first
 
 
 def short_name(schema: dict[str, Any]) -> str:
@@ -113,7 +114,8 @@ class AvroCodec:
 
     def _new_writer(self, schema: dict[str, Any]) -> _Writer:
         same = schema_fingerprint(schema) in self._reader_prints
-        return _Writer(schema, body_check(schema, self._max_items), array_reader(schema) if same else None)
+        return _Writer(schema, body_check(schema, self._max_items), array_reader(schema) if same else None,
+                       flat=only_float_arrays(schema))
 
     # --- the registry, asked ahead ------------------------------------------
     def needs_registry(self, values: Iterable[bytes | None], writes: Iterable[tuple[str, str]]) -> bool:
@@ -183,7 +185,9 @@ class AvroCodec:
         """:meth:`decode` for many records (gallery entries): float arrays come as float32 numpy arrays and logical
         types as their underlying values, about 5 us a record where fastavro takes 35 (:mod:`streams.avro_arrays`).
         Item counts are bounded first as :meth:`decode` bounds them, unless ``walked``: bytes decoded before (a
-        changelog the workers wrote, read back in a rebuild).
+        changelog the workers wrote, read back in a rebuild), or a schema whose only arrays are of floats (a
+        ``GalleryEntry``): these are views of the body, and the caller bounds their length (a walk first took as
+        long as the read).
 
         A record written with another schema than this process reads by is decoded, and resolved, by :meth:`decode`.
         """
@@ -191,7 +195,7 @@ class AvroCodec:
         if writer is None or writer.arrays is None or short_name(writer.schema) != expect:
             return self.decode(data, expect=expect)
         offset = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
-        if not walked:
+        if not (walked or writer.flat):
             _walked(writer, expect, data, offset)
         try:
             return read_body(writer.arrays, data, offset)

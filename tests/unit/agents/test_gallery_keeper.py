@@ -129,3 +129,48 @@ async def test_a_send_the_producer_refuses_at_once_fails_the_batch_too(tmp_path)
     assert await keeper.apply([_entry_event(ctx, "a", 0)]) == [None]
     with pytest.raises(RuntimeError, match="not running"):
         await keeper.settled()
+
+
+def _event(ctx: WorkerContext, partition: int = 0, key: bytes = b"g", **fields) -> SimpleNamespace:
+    record = {"gallery_id": "g", "subject_id": "s", "op": "UPSERT", "produced_at": 1, "embedding": [0.6, 0.8, 0.0],
+              **fields}
+    return SimpleNamespace(message=SimpleNamespace(key=key, value=ctx.codec.encode("GalleryEntry", record),
+                                                   partition=partition))
+
+
+async def test_each_entry_of_a_batch_is_refused_alone_and_the_others_applied_in_order(tmp_path):
+    ctx = WorkerContext.from_settings(Settings(data_dir=str(tmp_path)))
+    keeper = gallery_keeper.GalleryKeeper(faust.App("keeper-test-4", broker="kafka://127.0.0.1:1", store="memory://"),
+                                          ctx, Galleries(), asyncio.Lock())
+    producer = _Producer()
+    keeper.changelog.app = SimpleNamespace(producer=producer, in_transaction=False)
+    model = {"detector": "d", "embedder": "e", "version": "1", "dim": 3}
+    garbage = SimpleNamespace(message=SimpleNamespace(key=b"g", value=b"\xc3\x01junk", partition=0))
+    events = [
+        _event(ctx, subject_id="a", embedding=[1.0, 0.0, 0.0], model=model),
+        garbage,
+        _event(ctx, key=b"h", subject_id="b"),  # keyed by another gallery
+        _event(ctx, subject_id="c", embedding=[1.0, 0.0]),  # the gallery's dimension is 3
+        _event(ctx, subject_id="d", embedding=[float("nan"), 0.0, 1.0]),
+        _event(ctx, subject_id="e", model={**model, "embedder": "other"}),
+        _event(ctx, subject_id="f", embedding=[0.0] * 3),
+        _event(ctx, subject_id="g", embedding=[0.5] * 20_000),  # beyond any model's, and the codec's item limit
+        _event(ctx, subject_id="h", quality=0.01),
+        _event(ctx, subject_id="a", embedding=[0.0, 3.0, 4.0]),  # a later upsert of the same template wins
+        _event(ctx, subject_id="i", op="DELETE", embedding=[]),  # deletes nothing held
+        _event(ctx, subject_id="j", embedding=[0.0, 0.0, 2.0], match_threshold=0.4),
+    ]
+    outcomes = await keeper.apply(events)
+    codes = [None if why is None else why.code for why in outcomes]
+    assert codes == [None, ErrorCode.BAD_EVENT, ErrorCode.BAD_EVENT, ErrorCode.DIMENSION_MISMATCH,
+                     ErrorCode.BAD_EVENT, ErrorCode.MODEL_MISMATCH, ErrorCode.BAD_EVENT, ErrorCode.BAD_EVENT,
+                     ErrorCode.LOW_QUALITY, None, None, None]
+    assert "NaN" in outcomes[4].message and "20000 values" in outcomes[7].message
+    gallery = keeper.galleries.get("g")
+    assert sorted(gallery.ids) == ["a", "j"] and gallery.model == model and gallery.threshold == pytest.approx(0.4)
+    np.testing.assert_allclose(gallery.matrix[gallery.ids.index("a")], [0.0, 0.6, 0.8], atol=1e-7)
+    settled = asyncio.ensure_future(keeper.settled())
+    await asyncio.sleep(0.05)
+    key = gallery_keeper.table_key  # the delete held nothing: no tombstone
+    assert producer.records() == [(key("g", "a"), False, 0), (key("g", "a"), False, 0), (key("g", "j"), False, 0)]
+    settled.cancel()
