@@ -5,7 +5,8 @@ Where to start reading:
 * :mod:`streams.app` builds a worker: a faust app with the agents, the web
   pages and the services of :mod:`streams.context`.
 * :mod:`streams.agents` holds the agents. ``embed`` turns ``ImageEvent``s into
-  ``FaceEmbeddings``; ``rerank`` keeps the galleries and answers ``RerankQuery``s.
+  ``FaceEmbeddings``; ``rerank`` answers ``RerankQuery``s from the galleries
+  ``gallery_keeper`` keeps, a batch of ``GalleryEntry``s at a time.
   ``outputs`` is the promise every agent keeps: exactly one output per input,
   and no offset is committed before its output is acknowledged.
 * :mod:`streams.pipeline` is the face pipeline: detection -> five-point

@@ -228,19 +228,14 @@ def register_rerank_agents(app: faust.App, ctx: WorkerContext) -> None:
     async def gallery(stream: faust.StreamT) -> None:
         # Entries in batches, like queries: one commit (one transaction, under exactly-once) per batch, not per entry.
         async for events in stream.take_events(settings.gallery_batch, within=settings.max_wait_ms / 1000.0):
-            _t0 = time.perf_counter()
             async with gallery_outputs.batch(events):
-                _t1 = time.perf_counter()
                 # An applied entry's output is its changelog record: only a refusal is sent.
                 refusals = zip(events, await keeper.apply(events), strict=True)
                 await asyncio.gather(*[await gallery_outputs.refuse(e, why) for e, why in refusals if why is not None])
                 # Every changelog record acknowledged before the batch commits, or under exactly-once a stop can
                 # lose them while their entries' offsets are committed (seen: 97 of 100,000 entries gone after a
                 # restart, when they waited in faust's send buffer).
-                _t2 = time.perf_counter()
                 await keeper.settled()
-                _t3 = time.perf_counter()
-            open("/tmp/dbg.log", "a").write("%.3f n=%d enter=%.1f apply=%.1f settle=%.1f exit=%.1f ms\n" % (time.time(), len(events), (_t1-_t0)*1e3, (_t2-_t1)*1e3, (_t3-_t2)*1e3, (time.perf_counter()-_t3)*1e3))
 
     async def rerank_queries(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):

@@ -12,6 +12,7 @@ Where things live:
 * ``highwaters`` its consumer thread, asking the broker for changelog ends (exactly-once recovery)
 * ``changelog`` a compacted changelog read to its end in bulk (recovery, the API's gallery facts)
 * ``changelog_store`` the gallery table's store, recovered through that bulk read before faust replays the tail
+* ``changelog_writer`` that table's changelog records of a batch, written with aiokafka's batch API
 
 Commands, scripts and tests import the names below from here; the worker's own
 pieces (``lag``, ``commits``, faust's settings) are imported from their modules.
