@@ -120,10 +120,10 @@ class GalleryKeeper:
             pending: dict[str, _Upserts] = {}  # per gallery, its upserts since its last delete, written at once
             for position, record, key in checked:
                 message, gallery_id = events[position].message, record["gallery_id"]
+                if key is None and gallery_id in pending:  # admitted upserts: a failure to write them fails the batch
+                    pending.pop(gallery_id).write(self.galleries, gallery_id)
                 try:
                     if key is None:
-                        if gallery_id in pending:
-                            pending.pop(gallery_id).write(self.galleries, gallery_id)
                         await self._delete(message.partition, record)
                         continue
                     if gallery_id not in pending:
