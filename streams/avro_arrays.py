@@ -45,9 +45,11 @@ def only_float_arrays(schema: Any) -> bool:
             return all(flat(branch, seen) for branch in node)
         if not isinstance(node, dict):
             return True  # a primitive, or a named type checked where it is defined
-        if node.get("name") in seen:
+        name = node.get("name")
+        if name in seen:  # a recursive type, met again inside itself
             return True
-        seen.add(node.get("name", ""))
+        if name is not None:
+            seen.add(name)
         kind = node["type"]
         if kind == "map" or (kind == "array" and node["items"] != "float"):
             return False

@@ -494,8 +494,9 @@ class Galleries:
         **entry: Any,
     ) -> Gallery:
         """Add or replace a template (``entry``: :meth:`Gallery.upsert`'s keywords); the first fixes the dimension."""
-        return self._changed(gallery_id, len(embedding), lambda gallery: gallery.upsert(subject, embedding, template,
-                                                                                        **entry))
+        return self._changed(
+            gallery_id, len(embedding), lambda gallery: gallery.upsert(subject, embedding, template, **entry)
+        )
 
     def upsert_many(self, gallery_id: str, keys: Sequence[tuple[str, str]], matrix: np.ndarray, **entries: Any) -> Gallery:
         """Add or replace many templates of a gallery at once (``entries``: :meth:`Gallery.upsert_many`'s keywords)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streams import schemas
+from streams.avro_arrays import only_float_arrays
 from streams.codecs import AvroCodec, schema_fingerprint
 from streams.errors import ErrorCode, TooManyItems, UndecodableRecord
 
@@ -259,3 +260,14 @@ def test_records_of_another_writer_schema_are_resolved_as_decode_does():
     assert np.array_equal(np.float32(from_old["embedding"]), np.float32(RECORDS["GalleryEntry"]["embedding"]))
     with pytest.raises(UndecodableRecord, match="expected a RerankQuery"):
         new.decode_arrays(new.encode("GalleryEntry", {**RECORDS["GalleryEntry"], "tenant": None}), "RerankQuery")
+
+
+def test_only_a_schema_whose_arrays_are_all_floats_is_read_without_the_walk_first():
+    """Its float arrays are views of the body and all else takes a byte of it: memory follows the body's size."""
+    names = ("GalleryEntry", "RerankQuery", "ImageEvent", "FaceEmbeddings")
+    assert {name: only_float_arrays(schemas.load(name)) for name in names} == {
+        "GalleryEntry": True, "RerankQuery": False, "ImageEvent": False, "FaceEmbeddings": False}
+    node = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
+    assert only_float_arrays(node)
+    nested = {"type": "record", "name": "R", "fields": [{"name": "a", "type": ["null", {"type": "array", "items": "int"}]}]}
+    assert not only_float_arrays(nested)
